@@ -1,0 +1,38 @@
+# Every target that needs Python installs into .venv first (idempotent, re-run when pyproject.toml changes).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEMO_ARGS ?=
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+
+help: ## Show this help
+	@grep -E '^[a-zA-Z_-]+:.*?## .*$$' $(MAKEFILE_LIST) | \
+		awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP) ## Create .venv and install the project with its dev tools
+
+test: $(STAMP) ## Run the whole test suite (unit, integration, end to end) with the statemachine coverage gate
+	$(BIN)/python -m pytest --cov --cov-report= $(PYTEST_ARGS)
+	$(BIN)/python -m coverage report --include='statemachine/*' --fail-under=100
+
+lint: $(STAMP) ## Lint with ruff
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check statemachine
+
+typecheck: $(STAMP) ## Type-check with mypy (strict on statemachine/)
+	$(BIN)/mypy statemachine connectors streams
+
+clean: ## Remove build and test artefacts (keeps .venv and the Kafka jar cache)
+	rm -rf .pytest_cache .mypy_cache .ruff_cache .coverage htmlcov .hypothesis
+
+.PHONY: help install test lint typecheck clean

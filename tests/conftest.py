@@ -1,0 +1,20 @@
+"""Shared test configuration.
+
+Fixture plugins live in ``tests/fixtures/`` and are registered here.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+pytest_plugins: list[str] = []
+
+
+@pytest.fixture(autouse=True)
+def _clean_solicit_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests build settings explicitly: strip our own variables from the environment."""
+    for name in list(os.environ):
+        if name.startswith("SOLICIT_"):
+            monkeypatch.delenv(name, raising=False)
