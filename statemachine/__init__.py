@@ -3,3 +3,46 @@
 No I/O, no asyncio, no Faust/Kafka/HTTP/AWS imports and no wall clock: time is always an argument.
 ``tests/unit/test_purity.py`` enforces this.
 """
+
+from statemachine.apply import Event, Outcome, apply
+from statemachine.errors import InvalidNotification, InvalidTransition, OrderFlowError
+from statemachine.events import (
+    OrderChanged,
+    OrderEvent,
+    SendCommand,
+    SendResult,
+    SendResultKind,
+    StateChanged,
+    TimerFired,
+)
+from statemachine.notification import Notification
+from statemachine.parse import parse_notification
+from statemachine.policy import DEFAULT_POLICY, Policy, SellerPolicy, SendHours, Timing
+from statemachine.record import TERMINAL_STATES, OrderRecord, OrderState, order_key
+
+__all__ = [
+    "DEFAULT_POLICY",
+    "TERMINAL_STATES",
+    "Event",
+    "InvalidNotification",
+    "InvalidTransition",
+    "Notification",
+    "OrderChanged",
+    "OrderEvent",
+    "OrderFlowError",
+    "OrderRecord",
+    "OrderState",
+    "Outcome",
+    "Policy",
+    "SellerPolicy",
+    "SendCommand",
+    "SendHours",
+    "SendResult",
+    "SendResultKind",
+    "StateChanged",
+    "TimerFired",
+    "Timing",
+    "apply",
+    "order_key",
+    "parse_notification",
+]

@@ -1,0 +1,406 @@
+"""``apply(record, event, now, policy) -> Outcome``: the single entry point of the order core.
+
+Pure: the new record, the commands to emit and the outcome events are computed from the arguments alone.
+The orders agent stores ``outcome.record``, sends ``outcome.commands`` and publishes ``outcome.events``.
+
+Guarantees (each has tests):
+
+* **Idempotent.** A notification whose NotificationId was applied already changes nothing; a duplicate or
+  stale send result (another lease, or the order moved on) changes nothing; a timer that fires early changes
+  nothing.
+* **Never backwards.** Only the first notification of an order can make it PENDING; after that, a late
+  Unshipped/Pending never undoes Shipped, and nothing undoes a terminal state. Facts (dates) are taken
+  from the newest notification by EventTime; older ones only fill gaps.
+* **Canceled is final.** Canceled stops an active order for good; no command is issued afterwards.
+* **One command per lease.** A command is issued when the order comes due, under a lease. Only when the lease
+  runs out without a result (the sender may have died) is the command issued again, under a new lease. Sent
+  is terminal: nothing is ever commanded from it.
+* **Amazon is the truth.** A "sent" answer is accepted even late, even from a terminal state, because the
+  record must say what Amazon did.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from statemachine.events import (
+    OrderChanged,
+    SendCommand,
+    SendResult,
+    SendResultKind,
+    StateChanged,
+    TimerFired,
+)
+from statemachine.machine import Trigger, fire
+from statemachine.notification import OrderStatus
+from statemachine.policy import (
+    DEFAULT_POLICY,
+    Policy,
+    Window,
+    estimated_delivery,
+    first_send_time,
+    retry_delay,
+    window_for,
+    within_send_hours,
+)
+from statemachine.record import OrderRecord, OrderState, Transition
+
+S = OrderState
+_ACTIVE = frozenset({S.PENDING, S.SHIPPED, S.ELIGIBLE, S.WAITING})
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What ``apply`` decided.
+
+    ``record`` is the record to store (``None``: there is no order to store, e.g. a timer for an unknown
+    order). ``changed`` says whether it differs from the input. ``delete`` asks the caller to remove the record
+    (its retention after a terminal state is over).
+    """
+
+    record: OrderRecord | None
+    commands: tuple[SendCommand, ...] = ()
+    events: tuple[StateChanged, ...] = ()
+    changed: bool = False
+    delete: bool = False
+
+
+Event = OrderChanged | TimerFired | SendResult
+
+
+def apply(record: OrderRecord | None, event: Event, now: datetime, policy: Policy = DEFAULT_POLICY) -> Outcome:
+    """Apply one event to one order's record at time ``now`` (timezone-aware)."""
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    if record is not None and record.key != event.key:
+        raise ValueError(f"event for {event.key} applied to the record of {record.key}")
+    step = _Step(record, now, policy)
+    if isinstance(event, OrderChanged):
+        step.order_changed(event)
+    elif isinstance(event, TimerFired):
+        step.timer_fired()
+    else:
+        step.send_result(event)
+    return step.outcome()
+
+
+class _Step:
+    """The working state of one ``apply`` call: a record being rebuilt, plus what to emit."""
+
+    def __init__(self, record: OrderRecord | None, now: datetime, policy: Policy) -> None:
+        self.original = record
+        self.record = record
+        self.now = now
+        self.policy = policy
+        self.timing = policy.timing
+        self.commands: list[SendCommand] = []
+        self.events: list[StateChanged] = []
+        self.delete = False
+
+    # --- result -----------------------------------------------------------------------------------------
+
+    def outcome(self) -> Outcome:
+        record = self.record
+        if record is not None and record is not self.original:
+            record = record.model_copy(update={"next_due": self._next_due(record), "updated_at": self.now})
+        changed = record is not self.original or self.delete
+        return Outcome(
+            record=record,
+            commands=tuple(self.commands),
+            events=tuple(self.events),
+            changed=changed,
+            delete=self.delete,
+        )
+
+    def _next_due(self, record: OrderRecord) -> datetime | None:
+        if record.state is S.PENDING:
+            return (record.purchase_date or record.created_at) + self.timing.pending_timeout
+        if record.state in (S.SHIPPED, S.WAITING):
+            return record.due_at
+        if record.state is S.ELIGIBLE:
+            return record.lease_expires_at
+        # Terminal: look again when the retention is over, to purge the record. Every terminal state is
+        # reached through a transition, so the history is never empty here.
+        return record.history[-1].at + self.timing.retention
+
+    # --- helpers ----------------------------------------------------------------------------------------
+
+    def _update(self, **changes: Any) -> OrderRecord:
+        assert self.record is not None
+        self.record = self.record.model_copy(update=changes)
+        return self.record
+
+    def _move(self, trigger: Trigger, reason: str, request_id: str | None = None, **changes: Any) -> None:
+        record = self.record
+        assert record is not None
+        dest = fire(record.state, trigger)
+        entry = Transition(at=self.now, source=record.state, dest=dest, trigger=trigger.value, reason=reason)
+        history = (*record.history, entry)[-self.timing.history_limit :]
+        self._update(
+            state=dest,
+            last_reason=reason,
+            last_request_id=request_id if request_id is not None else record.last_request_id,
+            history=history,
+            **changes,
+        )
+        self.events.append(
+            StateChanged(
+                order_key=record.key,
+                seller_id=record.seller_id,
+                order_id=record.order_id,
+                source=record.state,
+                dest=dest,
+                trigger=trigger.value,
+                reason=reason,
+                at=self.now,
+                request_id=request_id,
+            )
+        )
+
+    def _deadline(self) -> datetime:
+        assert self.record is not None and self.record.window_end is not None
+        return self.record.window_end
+
+    def _send_time(self, at: datetime) -> datetime:
+        assert self.record is not None
+        return within_send_hours(
+            at, self.policy.seller.send_hours, self.record.marketplace_id, deadline=self._deadline()
+        )
+
+    def _wait_or_expire(
+        self, trigger: Trigger, at: datetime, reason: str, request_id: str | None, **changes: Any
+    ) -> None:
+        """Schedule the next check at ``at``; at the window's end at the latest; expire if that has passed."""
+        deadline = self._deadline()
+        if at > deadline:
+            if self.now >= deadline:
+                self._move(Trigger.EXPIRE, f"window closed ({reason})", request_id, **changes)
+                return
+            at = deadline
+        self._move(trigger, reason, request_id, due_at=self._send_time(at), lease_expires_at=None, **changes)
+
+    def _issue_command(self, trigger: Trigger, reason: str) -> None:
+        record = self.record
+        assert record is not None
+        lease_id = record.lease_id + 1
+        lease_expires_at = self.now + self.timing.lease_timeout
+        self._move(
+            trigger,
+            reason,
+            lease_id=lease_id,
+            lease_expires_at=lease_expires_at,
+            due_at=None,
+            commands_issued=record.commands_issued + 1,
+        )
+        self.commands.append(
+            SendCommand(
+                seller_id=record.seller_id,
+                order_id=record.order_id,
+                marketplace_id=record.marketplace_id,
+                lease_id=lease_id,
+                issued_at=self.now,
+                lease_expires_at=lease_expires_at,
+                deadline=self._deadline(),
+            )
+        )
+
+    # --- notifications ----------------------------------------------------------------------------------
+
+    def order_changed(self, event: OrderChanged) -> None:
+        if self.record is None:
+            self.record = OrderRecord(
+                seller_id=event.seller_id,
+                order_id=event.order_id,
+                marketplace_id=event.marketplace_id,
+                fulfillment=event.fulfillment,
+                state=S.NEW,
+                amazon_status=event.status,
+                last_event_time=event.event_time,
+                purchase_date=event.purchase_date,
+                earliest_delivery=event.earliest_delivery,
+                latest_delivery=event.latest_delivery,
+                created_at=self.now,
+                updated_at=self.now,
+            )
+        elif event.notification_id in self.record.applied_notifications:
+            return
+        record = self._remember(event)
+
+        if event.status == OrderStatus.CANCELED:
+            if record.state is S.NEW or record.state in _ACTIVE:
+                self._move(Trigger.CANCEL, "order canceled", due_at=None, lease_expires_at=None)
+        elif event.status == OrderStatus.SHIPPED:
+            if record.state in (S.NEW, S.PENDING):
+                self._ship(event)
+            elif record.state in (S.SHIPPED, S.WAITING, S.ELIGIBLE):
+                self._reschedule()
+        elif record.state is S.NEW:
+            self._move(Trigger.HOLD, f"order is {event.status}, not shipped yet")
+
+    def _remember(self, event: OrderChanged) -> OrderRecord:
+        """Record the NotificationId and merge the notification's facts (newest EventTime wins)."""
+        record = self.record
+        assert record is not None
+        ids = (*record.applied_notifications, event.notification_id)[-self.timing.notification_ids_limit :]
+        newer = event.event_time >= record.last_event_time
+
+        def pick(new: datetime | None, old: datetime | None) -> datetime | None:
+            if new is None:
+                return old
+            return new if newer or old is None else old
+
+        changes: dict[str, Any] = {
+            "applied_notifications": ids,
+            "purchase_date": pick(event.purchase_date, record.purchase_date),
+            "earliest_delivery": pick(event.earliest_delivery, record.earliest_delivery),
+            "latest_delivery": pick(event.latest_delivery, record.latest_delivery),
+        }
+        if newer:
+            changes.update(
+                amazon_status=event.status,
+                last_event_time=event.event_time,
+                marketplace_id=event.marketplace_id,
+                fulfillment=event.fulfillment,
+            )
+        return self._update(**changes)
+
+    def _ship(self, event: OrderChanged) -> None:
+        shipped_at = event.change_time or event.event_time
+        record = self._update(shipped_at=shipped_at)
+        window = window_for(record.earliest_delivery, record.latest_delivery, shipped_at, self.timing)
+        self._update(window_start=window.start, window_end=window.end, window_estimated=window.estimated)
+        due = self._first_due()
+        how = "estimated window, no delivery dates" if window.estimated else "delivery window"
+        self._move(Trigger.SHIP, f"shipped; first check {due.isoformat()} ({how})", due_at=due)
+
+    def _first_due(self) -> datetime:
+        record = self.record
+        assert record is not None and record.window_start is not None and record.window_end is not None
+        window = Window(start=record.window_start, end=record.window_end, estimated=record.window_estimated)
+        earliest = record.earliest_delivery
+        if earliest is None:
+            assert record.shipped_at is not None
+            earliest = estimated_delivery(record.shipped_at, self.timing)[0]
+        return first_send_time(window, earliest, self.policy, record.marketplace_id)
+
+    def _reschedule(self) -> None:
+        """New facts for a shipped order: recompute the window; a not-yet-checked order also its send time."""
+        record = self.record
+        assert record is not None and record.shipped_at is not None
+        window = window_for(record.earliest_delivery, record.latest_delivery, record.shipped_at, self.timing)
+        if (window.start, window.end, window.estimated) == (
+            record.window_start,
+            record.window_end,
+            record.window_estimated,
+        ):
+            return
+        record = self._update(window_start=window.start, window_end=window.end, window_estimated=window.estimated)
+        if record.state is S.SHIPPED:
+            self._update(due_at=self._first_due(), last_reason="delivery dates changed; rescheduled")
+        elif record.state is S.WAITING:
+            assert record.due_at is not None
+            self._update(due_at=min(record.due_at, window.end), last_reason="delivery dates changed")
+
+    # --- timers -----------------------------------------------------------------------------------------
+
+    def timer_fired(self) -> None:
+        record = self.record
+        if record is None or record.next_due is None or self.now < record.next_due:
+            return
+        if record.state is S.PENDING:
+            self._move(Trigger.EXPIRE, "not shipped in time", due_at=None)
+        elif record.state in (S.SHIPPED, S.WAITING):
+            if self.now > self._deadline():
+                self._move(Trigger.EXPIRE, "window closed before the order could be checked", due_at=None)
+            else:
+                self._issue_command(Trigger.COMMAND, "due: check and send")
+        elif record.state is S.ELIGIBLE:
+            if self.now > self._deadline():
+                self._move(
+                    Trigger.EXPIRE,
+                    "window closed while a send was outstanding",
+                    due_at=None,
+                    lease_expires_at=None,
+                )
+            else:
+                self._issue_command(Trigger.REISSUE, f"no result for command {record.lease_id}; issued again")
+        else:
+            self.delete = True
+
+    # --- send results -----------------------------------------------------------------------------------
+
+    def send_result(self, result: SendResult) -> None:
+        record = self.record
+        if record is None:
+            return
+        kind = result.result
+        rid = result.request_id
+        if kind is SendResultKind.SENT or (kind is SendResultKind.NOT_AVAILABLE and result.after_ambiguous_attempt):
+            if record.state is not S.SENT:
+                reason = (
+                    "solicitation created"
+                    if kind is SendResultKind.SENT
+                    else "already solicited: 403 not available after an attempt that may have taken effect"
+                )
+                self._move(Trigger.CONFIRM_SENT, reason, rid, due_at=None, lease_expires_at=None, failures=0)
+            return
+        if record.state is not S.ELIGIBLE or result.lease_id != record.lease_id:
+            return  # stale or duplicate: another lease, or the order moved on
+        detail = f": {result.reason}" if result.reason else ""
+        if kind is SendResultKind.NOT_YET_AVAILABLE:
+            self._wait_or_expire(
+                Trigger.NOT_YET,
+                self.now + self.timing.recheck_interval,
+                "not offered yet; re-check later",
+                rid,
+                checks=record.checks + 1,
+                failures=0,
+            )
+        elif kind is SendResultKind.NOT_AVAILABLE:
+            # GET offered it, then POST says "not available": someone (Seller Central, an earlier attempt)
+            # solicited in between. Inside the window that is the only reading that fits.
+            if self.now > self._deadline():
+                self._move(Trigger.EXPIRE, f"not available and window closed{detail}", rid, lease_expires_at=None)
+            else:
+                self._move(
+                    Trigger.CONFIRM_SENT,
+                    "already solicited: Amazon says not available for this order",
+                    rid,
+                    lease_expires_at=None,
+                    failures=0,
+                )
+        elif kind is SendResultKind.OUTSIDE_WINDOW:
+            assert record.window_start is not None
+            middle = record.window_start + (self._deadline() - record.window_start) / 2
+            if self.now < middle:
+                self._wait_or_expire(
+                    Trigger.NOT_YET,
+                    self.now + self.timing.recheck_interval,
+                    "Amazon says outside the 5-30 day range; re-check later",
+                    rid,
+                    checks=record.checks + 1,
+                )
+            else:
+                self._move(Trigger.EXPIRE, "Amazon says outside the 5-30 day range", rid, lease_expires_at=None)
+        elif kind is SendResultKind.RETRYABLE_FAILURE:
+            failures = record.failures + 1
+            delay = retry_delay(failures, self.timing, record.key)
+            if result.retry_after_seconds is not None:
+                delay = max(delay, timedelta(seconds=result.retry_after_seconds))
+            self._wait_or_expire(Trigger.RETRY, self.now + delay, f"retryable failure{detail}", rid, failures=failures)
+        elif kind is SendResultKind.PERMANENT_FAILURE:
+            self._move(Trigger.FAIL, f"permanent failure{detail}", rid, lease_expires_at=None)
+        elif kind is SendResultKind.DEFERRED:
+            delay = (
+                timedelta(seconds=result.retry_after_seconds)
+                if result.retry_after_seconds is not None
+                else self.timing.recheck_interval
+            )
+            self._wait_or_expire(Trigger.DEFER, self.now + delay, f"deferred{detail}", rid)
+        else:
+            self._move(Trigger.SKIP, "dry run: offered, not sent", rid, lease_expires_at=None)
+
+
+__all__ = ["Event", "Outcome", "apply"]

@@ -1,0 +1,148 @@
+"""What flows into and out of ``apply``: input events, send commands, and outcome events.
+
+These are also the wire contracts of the internal Kafka topics (JSON, ``frozen``, ``extra="forbid"``, with a
+``schema_version``). Input events form a discriminated union on ``kind``.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from statemachine.notification import IsoDateTime, Notification
+from statemachine.record import OrderState, order_key
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    schema_version: int = 1
+
+
+class OrderChanged(_Model):
+    """The facts of one ORDER_CHANGE notification that the core uses (no buyer data)."""
+
+    kind: Literal["order_changed"] = "order_changed"
+    notification_id: str
+    event_time: IsoDateTime
+    seller_id: str
+    order_id: str
+    marketplace_id: str
+    status: str
+    fulfillment: str
+    change_time: IsoDateTime | None = None
+    purchase_date: IsoDateTime | None = None
+    earliest_delivery: IsoDateTime | None = None
+    latest_delivery: IsoDateTime | None = None
+
+    @classmethod
+    def from_notification(cls, notification: Notification) -> OrderChanged:
+        """Keep what the rules need; drop the rest (postal code, items)."""
+        change = notification.change
+        summary = change.Summary
+        return cls(
+            notification_id=notification.notification_id,
+            event_time=notification.EventTime,
+            seller_id=change.SellerId,
+            order_id=change.AmazonOrderId,
+            marketplace_id=summary.MarketplaceId,
+            status=str(summary.OrderStatus),
+            fulfillment=str(summary.FulfillmentType),
+            change_time=change.OrderChangeTrigger.TimeOfOrderChange,
+            purchase_date=summary.PurchaseDate,
+            earliest_delivery=summary.EarliestDeliveryDate,
+            latest_delivery=summary.LatestDeliveryDate,
+        )
+
+    @property
+    def key(self) -> str:
+        return order_key(self.seller_id, self.order_id)
+
+
+class TimerFired(_Model):
+    """A timer looked at the order (its ``next_due`` may have come). Carries no time: ``now`` does."""
+
+    kind: Literal["timer_fired"] = "timer_fired"
+    seller_id: str
+    order_id: str
+
+    @property
+    def key(self) -> str:
+        return order_key(self.seller_id, self.order_id)
+
+
+class SendResultKind(StrEnum):
+    """What the sender learned from Amazon (or from the registry) for one command."""
+
+    SENT = "sent"
+    """201: the solicitation was created."""
+    NOT_YET_AVAILABLE = "not_yet_available"
+    """getSolicitationActionsForOrder offered nothing (200, empty actions): check again later."""
+    NOT_AVAILABLE = "not_available"
+    """403 "not available for this amazonOrderId" on create: already solicited (or not eligible)."""
+    OUTSIDE_WINDOW = "outside_window"
+    """403 "outside the 5-30 day range"."""
+    RETRYABLE_FAILURE = "retryable_failure"
+    """429/5xx/timeouts that outlasted the client's own retries."""
+    PERMANENT_FAILURE = "permanent_failure"
+    """400/404/413/415: retrying cannot help."""
+    DEFERRED = "deferred"
+    """Not attempted: seller paused, unknown, or its authorization revoked. Try again later."""
+    DRY_RUN = "dry_run"
+    """Dry-run seller: offered, but the create call was skipped on purpose."""
+
+
+class SendResult(_Model):
+    """The answer to one :class:`SendCommand`."""
+
+    kind: Literal["send_result"] = "send_result"
+    seller_id: str
+    order_id: str
+    lease_id: int
+    result: SendResultKind
+    request_id: str | None = None
+    reason: str = ""
+    retry_after_seconds: float | None = Field(default=None, ge=0)
+    after_ambiguous_attempt: bool = False
+    """The create call was retried after a failure that may have taken effect."""
+
+    @property
+    def key(self) -> str:
+        return order_key(self.seller_id, self.order_id)
+
+
+OrderEvent = Annotated[OrderChanged | TimerFired | SendResult, Field(discriminator="kind")]
+"""Every event the orders agent applies."""
+
+
+class SendCommand(_Model):
+    """Check the order with getSolicitationActionsForOrder and, if offered, create the solicitation."""
+
+    seller_id: str
+    order_id: str
+    marketplace_id: str
+    lease_id: int
+    issued_at: IsoDateTime
+    lease_expires_at: IsoDateTime
+    deadline: IsoDateTime
+    """End of the window: the sender serves a seller's commands with the earliest deadline first."""
+
+    @property
+    def key(self) -> str:
+        return order_key(self.seller_id, self.order_id)
+
+
+class StateChanged(_Model):
+    """An order moved (or re-issued its command); published on the outcomes topic for audit and integrations."""
+
+    order_key: str
+    seller_id: str
+    order_id: str
+    source: OrderState
+    dest: OrderState
+    trigger: str
+    reason: str
+    at: IsoDateTime
+    request_id: str | None = None

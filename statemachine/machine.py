@@ -1,0 +1,102 @@
+"""The order state table, enforced by a ``transitions`` machine.
+
+The table is the single place that says which trigger may move an order from which state to which. ``apply``
+decides *which* trigger an event means; the machine refuses anything the table does not list. The machine
+holds no order state: each call hydrates a throwaway model, fires one trigger and reads the result (the
+pattern ``transitions`` documents for short-lived models), so records stay plain pydantic data.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from transitions import Machine, MachineError
+
+from statemachine.errors import InvalidTransition
+from statemachine.record import OrderState
+
+S = OrderState
+
+
+class Trigger(StrEnum):
+    """Every trigger of the state table."""
+
+    HOLD = "hold"
+    """First notification of an order that is not shipped yet."""
+    SHIP = "ship"
+    """A Shipped notification: schedule the first check."""
+    CANCEL = "cancel"
+    """A Canceled notification."""
+    COMMAND = "command"
+    """The due time came: issue a send command under a new lease."""
+    REISSUE = "reissue"
+    """The lease ran out without a result (the sender may have died): issue the command again."""
+    NOT_YET = "not_yet"
+    """Amazon does not offer the solicitation yet: re-check later."""
+    RETRY = "retry"
+    """A retryable failure: try again after a backoff."""
+    DEFER = "defer"
+    """The sender did not try (seller paused/unknown/unauthorized): try again later."""
+    CONFIRM_SENT = "confirm_sent"
+    """Amazon has a solicitation for the order (created by us, or reported as already there)."""
+    FAIL = "fail"
+    """A permanent failure."""
+    SKIP = "skip"
+    """Dry run: would have sent."""
+    EXPIRE = "expire"
+    """The window (or the wait for shipment) is over."""
+
+
+ACTIVE = [S.PENDING, S.SHIPPED, S.ELIGIBLE, S.WAITING]
+
+TRANSITIONS: tuple[tuple[Trigger, list[OrderState], OrderState], ...] = (
+    (Trigger.HOLD, [S.NEW], S.PENDING),
+    (Trigger.SHIP, [S.NEW, S.PENDING], S.SHIPPED),
+    (Trigger.CANCEL, [S.NEW, *ACTIVE], S.CANCELED),
+    (Trigger.COMMAND, [S.SHIPPED, S.WAITING], S.ELIGIBLE),
+    (Trigger.REISSUE, [S.ELIGIBLE], S.ELIGIBLE),
+    (Trigger.NOT_YET, [S.ELIGIBLE], S.WAITING),
+    (Trigger.RETRY, [S.ELIGIBLE], S.WAITING),
+    (Trigger.DEFER, [S.ELIGIBLE], S.WAITING),
+    (Trigger.CONFIRM_SENT, [*ACTIVE, S.EXPIRED, S.CANCELED, S.FAILED, S.SKIPPED], S.SENT),
+    (Trigger.FAIL, [S.ELIGIBLE], S.FAILED),
+    (Trigger.SKIP, [S.ELIGIBLE], S.SKIPPED),
+    (Trigger.EXPIRE, ACTIVE, S.EXPIRED),
+)
+"""(trigger, sources, destination). CONFIRM_SENT is accepted even from terminal states: a late "sent" from
+Amazon is a fact, and the record must say so; nothing is ever commanded from SENT."""
+
+_MACHINE = Machine(
+    model=None,
+    states=[s.value for s in OrderState],
+    transitions=[{"trigger": t.value, "source": [s.value for s in src], "dest": d.value} for t, src, d in TRANSITIONS],
+    initial=None,
+    auto_transitions=False,
+    ignore_invalid_triggers=False,
+)
+
+
+class _Order:
+    """Throwaway model the machine moves; ``state`` is set by ``transitions``."""
+
+    state: str
+
+
+def fire(state: OrderState, trigger: Trigger) -> OrderState:
+    """The state ``trigger`` leads to from ``state``; :class:`InvalidTransition` if the table has no such edge."""
+    model = _Order()
+    _MACHINE.add_model(model, initial=state.value)
+    try:
+        fire_trigger: Any = getattr(model, trigger.value)
+        fire_trigger()
+    except MachineError as exc:
+        raise InvalidTransition(f"{trigger.value!r} is not allowed from {state.value!r}") from exc
+    finally:
+        _MACHINE.remove_model(model)
+    return OrderState(model.state)
+
+
+def allowed(state: OrderState, trigger: Trigger) -> bool:
+    """Whether the table has an edge for ``trigger`` out of ``state``."""
+    return bool(_MACHINE.get_transitions(trigger.value, source=state.value))

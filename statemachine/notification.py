@@ -1,0 +1,200 @@
+"""ORDER_CHANGE notification models, faithful to Amazon's ``OrderChangeNotification.json`` schema.
+
+What the schema says, we say: required fields are required, nullable ones accept ``null``, optional ones may
+be absent, and unknown extra fields are kept (``extra="allow"``) so a notification round-trips unchanged.
+Where the schema is too loose to act on, we are stricter:
+
+* every date field (``EventTime``, ``PublishTime``, the delivery/ship dates, ...) must be an ISO-8601
+  date-time; a timestamp without an offset is taken as UTC (Amazon publishes UTC);
+* ``NotificationType`` must be ``ORDER_CHANGE``;
+* types are strict: ``"10"`` is not an integer and ``1`` is not a string.
+
+Enums (OrderStatus, OrderChangeType, FulfillmentType, ...) stay open: a value Amazon adds tomorrow parses as a
+plain string instead of failing the whole notification; known values become the enum member.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
+
+E = TypeVar("E", bound=StrEnum)
+
+
+def _parse_datetime(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        parsed = value
+    elif isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError(f"is not an ISO-8601 date-time: {value[:40]!r}") from None
+    else:
+        raise ValueError(f"must be an ISO-8601 date-time string, not {type(value).__name__}")
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"is out of range once converted to UTC: {value!r}") from None
+
+
+def format_datetime(value: datetime) -> str:
+    """ISO-8601 in UTC with a ``Z`` suffix, the way Amazon writes it."""
+    timespec = "milliseconds" if value.microsecond % 1000 == 0 else "microseconds"
+    return value.astimezone(UTC).isoformat(timespec=timespec).replace("+00:00", "Z")
+
+
+IsoDateTime = Annotated[datetime, BeforeValidator(_parse_datetime), PlainSerializer(format_datetime)]
+"""A date-time that must be ISO-8601 on the wire; always UTC once parsed."""
+
+
+def _open(enum: type[E]) -> AfterValidator:
+    def to_member(value: str) -> str:
+        try:
+            return enum(value)
+        except ValueError:
+            return value
+
+    return AfterValidator(to_member)
+
+
+class NotificationLevel(StrEnum):
+    ORDER_LEVEL = "OrderLevel"
+    ORDER_ITEM_LEVEL = "OrderItemLevel"
+
+
+class OrderChangeType(StrEnum):
+    ORDER_STATUS_CHANGE = "OrderStatusChange"
+    BUYER_REQUESTED_CHANGE = "BuyerRequestedChange"
+    DELIVERY_TIP_CHANGE = "DeliveryTipChange"
+
+
+class OrderStatus(StrEnum):
+    PENDING = "Pending"
+    UNSHIPPED = "Unshipped"
+    PARTIALLY_SHIPPED = "PartiallyShipped"
+    SHIPPED = "Shipped"
+    CANCELED = "Canceled"
+    UNFULFILLABLE = "Unfulfillable"
+    INVOICE_UNCONFIRMED = "InvoiceUnconfirmed"
+    PENDING_AVAILABILITY = "PendingAvailability"
+
+
+class FulfillmentType(StrEnum):
+    AFN = "AFN"
+    MFN = "MFN"
+
+
+class OrderType(StrEnum):
+    STANDARD_ORDER = "StandardOrder"
+    LONG_LEAD_TIME_ORDER = "LongLeadTimeOrder"
+    PREORDER = "Preorder"
+    BACK_ORDER = "BackOrder"
+    SOURCING_ON_DEMAND_ORDER = "SourcingOnDemandOrder"
+
+
+OpenNotificationLevel = Annotated[str, _open(NotificationLevel)]
+OpenOrderChangeType = Annotated[str, _open(OrderChangeType)]
+OpenOrderStatus = Annotated[str, _open(OrderStatus)]
+OpenFulfillmentType = Annotated[str, _open(FulfillmentType)]
+OpenOrderType = Annotated[str, _open(OrderType)]
+
+
+SellerIdStr = Annotated[str, Field(pattern=r"^[A-Za-z0-9]{1,64}$")]
+"""Seller (merchant) ids are alphanumeric; they become part of Kafka keys and log lines."""
+OrderIdStr = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9-]{0,63}$")]
+"""Amazon order ids are 3-7-7 digits; we accept letters, digits and dashes: the id goes into an API path."""
+MarketplaceIdStr = Annotated[str, Field(pattern=r"^[A-Za-z0-9]{1,32}$")]
+
+
+class _AmazonModel(BaseModel):
+    """Inbound Amazon data: strict types, unknown fields kept, immutable."""
+
+    model_config = ConfigDict(strict=True, extra="allow", frozen=True)
+
+
+class OrderItem(_AmazonModel):
+    OrderItemId: str
+    SellerSKU: str
+    SupplySourceId: str | None
+    Quantity: int
+    OrderItemStatus: str | None = None
+    QuantityShipped: int | None = None
+    IsBuyerRequestedCancel: bool | None = None
+    ItemEarliestDeliveryDate: IsoDateTime | None = None
+    ItemLatestDeliveryDate: IsoDateTime | None = None
+
+
+class Summary(_AmazonModel):
+    MarketplaceId: MarketplaceIdStr
+    OrderStatus: OpenOrderStatus
+    PurchaseDate: IsoDateTime | None
+    DestinationPostalCode: str | None
+    FulfillmentType: OpenFulfillmentType
+    OrderType: OpenOrderType
+    OrderItems: list[OrderItem]
+    NumberOfItemsShipped: int | None = None
+    NumberOfItemsUnshipped: int | None = None
+    EarliestDeliveryDate: IsoDateTime | None = None
+    LatestDeliveryDate: IsoDateTime | None = None
+    EarliestShipDate: IsoDateTime | None = None
+    LatestShipDate: IsoDateTime | None = None
+    CancelNotifyDate: IsoDateTime | None = None
+    OrderPrograms: list[str] | None = None
+    ShippingPrograms: list[str] | None = None
+    EasyShipShipmentStatus: str | None = None
+    ElectronicInvoiceStatus: str | None = None
+
+
+class OrderChangeTrigger(_AmazonModel):
+    TimeOfOrderChange: IsoDateTime | None
+    ChangeReason: str
+
+
+class OrderChangeNotification(_AmazonModel):
+    NotificationLevel: OpenNotificationLevel
+    SellerId: SellerIdStr
+    AmazonOrderId: OrderIdStr
+    OrderChangeType: OpenOrderChangeType
+    OrderChangeTrigger: OrderChangeTrigger
+    Summary: Summary
+
+
+class Payload(_AmazonModel):
+    OrderChangeNotification: OrderChangeNotification
+
+
+class NotificationMetadata(_AmazonModel):
+    ApplicationId: str
+    SubscriptionId: str
+    PublishTime: IsoDateTime
+    NotificationId: Annotated[str, Field(min_length=1)]
+
+
+class Notification(_AmazonModel):
+    """One ORDER_CHANGE notification, as delivered in an SQS message body."""
+
+    NotificationVersion: str
+    NotificationType: Literal["ORDER_CHANGE"]
+    PayloadVersion: str
+    EventTime: IsoDateTime
+    Payload: Payload
+    NotificationMetadata: NotificationMetadata
+
+    @property
+    def change(self) -> OrderChangeNotification:
+        """The order-level part of the payload."""
+        return self.Payload.OrderChangeNotification
+
+    @property
+    def notification_id(self) -> str:
+        """Amazon's unique id of this notification instance: the dedupe key."""
+        return self.NotificationMetadata.NotificationId
+
+    def to_json(self) -> bytes:
+        """Canonical JSON (UTC ``Z`` date-times, unknown fields kept)."""
+        return self.model_dump_json(by_alias=True).encode()

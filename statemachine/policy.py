@@ -1,0 +1,182 @@
+"""Eligibility and timing policy: pure functions of an order's dates, the seller's settings and ``now``.
+
+The rules (``../shared/docs/spapi-reference.md`` §7):
+
+* **Window.** Amazon accepts a solicitation from ``EarliestDeliveryDate + 5 d`` to ``LatestDeliveryDate + 30 d``.
+  Without a LatestDeliveryDate we use the EarliestDeliveryDate for both ends (the shorter, safe window).
+* **Send time.** A seller sends ``delay_days`` after the EarliestDeliveryDate (default 5, the first allowed
+  moment), clamped into the window.
+* **No delivery dates** (FBA/AFN orders: Amazon does not send them; any other order missing them): the window
+  is *estimated* from the shipment time: earliest delivery ``afn_transit_days`` after shipping (default 3),
+  latest ``afn_max_transit_days`` after shipping (default 7), giving a first check at
+  ``ship + 3 d + delay`` and a deadline of ``ship + 7 d + 30 d``. The estimate only schedules API checks; the
+  API's answer decides.
+* **Re-checks.** "Not yet available" inside the window leads to another check ``recheck_interval`` later (24 h
+  by default, like Amazon's reference implementation), until the deadline; never to a give-up before it.
+* **Send hours.** Optionally a seller sends only between ``start_hour`` and ``end_hour`` in the marketplace's
+  local time (``statemachine.marketplaces``); due times move to the next allowed hour. If that would pass the
+  deadline, the unmoved time is kept: a send outside the preferred hours beats no send at all.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Self
+from zoneinfo import ZoneInfo
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from statemachine.marketplaces import marketplace
+
+WINDOW_OPENS_AFTER = timedelta(days=5)
+"""Amazon: the window opens five days after the EarliestDeliveryDate."""
+WINDOW_CLOSES_AFTER = timedelta(days=30)
+"""Amazon: the window closes thirty days after the LatestDeliveryDate."""
+
+
+class SendHours(BaseModel):
+    """Local hours ``[start_hour, end_hour)`` in which sends may happen."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    start_hour: int = Field(ge=0, le=23)
+    end_hour: int = Field(ge=1, le=24)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        if self.start_hour >= self.end_hour:
+            raise ValueError("send_hours.start_hour must be before end_hour (no overnight ranges)")
+        return self
+
+
+class SellerPolicy(BaseModel):
+    """Per-seller settings, kept in the sellers registry."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    delay_days: float = Field(default=5.0, ge=0, le=60, description="Send this many days after the EDD.")
+    send_hours: SendHours | None = Field(default=None, description="Local send hours; None = any time.")
+    paused: bool = Field(default=False, description="Hold every send until resumed.")
+    dry_run: bool = Field(default=False, description="Check eligibility but never send.")
+
+
+class Timing(BaseModel):
+    """Deployment-wide timing knobs (one set per deployment, from settings)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    recheck_interval: timedelta = Field(default=timedelta(hours=24), gt=timedelta(0))
+    lease_timeout: timedelta = Field(default=timedelta(minutes=30), gt=timedelta(0))
+    retry_initial: timedelta = Field(default=timedelta(minutes=5), gt=timedelta(0))
+    retry_max: timedelta = Field(default=timedelta(hours=6), gt=timedelta(0))
+    afn_transit_days: float = Field(default=3.0, ge=0)
+    afn_max_transit_days: float = Field(default=7.0, ge=0)
+    pending_timeout: timedelta = Field(default=timedelta(days=60), gt=timedelta(0))
+    retention: timedelta = Field(default=timedelta(days=90), gt=timedelta(0))
+    history_limit: int = Field(default=20, ge=1)
+    notification_ids_limit: int = Field(default=32, ge=1)
+
+
+class Policy(BaseModel):
+    """Everything ``apply`` needs to decide: the seller's settings and the deployment's timing."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    seller: SellerPolicy = SellerPolicy()
+    timing: Timing = Timing()
+
+
+DEFAULT_POLICY = Policy()
+
+
+class Window(BaseModel):
+    """When a solicitation may be sent, and whether that is Amazon's window or our estimate of it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    start: datetime
+    end: datetime
+    estimated: bool
+
+
+def window_from_delivery(earliest: datetime, latest: datetime | None) -> Window:
+    """Amazon's window for an order with delivery dates."""
+    latest = latest if latest is not None and latest >= earliest else earliest
+    return Window(start=earliest + WINDOW_OPENS_AFTER, end=latest + WINDOW_CLOSES_AFTER, estimated=False)
+
+
+def estimated_delivery(shipped_at: datetime, timing: Timing) -> tuple[datetime, datetime]:
+    """Estimated (earliest, latest) delivery of an order without delivery dates, from its shipment time."""
+    return (
+        shipped_at + timedelta(days=timing.afn_transit_days),
+        shipped_at + timedelta(days=max(timing.afn_transit_days, timing.afn_max_transit_days)),
+    )
+
+
+def window_for(
+    earliest_delivery: datetime | None,
+    latest_delivery: datetime | None,
+    shipped_at: datetime,
+    timing: Timing,
+) -> Window:
+    """The order's window: Amazon's when delivery dates are known, else estimated from the shipment time."""
+    if earliest_delivery is not None:
+        return window_from_delivery(earliest_delivery, latest_delivery)
+    earliest, latest = estimated_delivery(shipped_at, timing)
+    return Window(start=earliest + WINDOW_OPENS_AFTER, end=latest + WINDOW_CLOSES_AFTER, estimated=True)
+
+
+def first_send_time(
+    window: Window,
+    earliest_delivery: datetime,
+    policy: Policy,
+    marketplace_id: str,
+) -> datetime:
+    """When to check-and-send first: ``EDD + delay_days``, clamped into the window, moved into send hours."""
+    target = earliest_delivery + timedelta(days=policy.seller.delay_days)
+    target = min(max(target, window.start), window.end)
+    return within_send_hours(target, policy.seller.send_hours, marketplace_id, deadline=window.end)
+
+
+def within_send_hours(
+    when: datetime,
+    hours: SendHours | None,
+    marketplace_id: str,
+    *,
+    deadline: datetime,
+) -> datetime:
+    """``when``, or the start of the next allowed local hour; unchanged if moving it would pass ``deadline``."""
+    if hours is None:
+        return when
+    zone = _zone(marketplace_id)
+    local = when.astimezone(zone)
+    if hours.start_hour <= local.hour < hours.end_hour:
+        return when
+    day = local.date() if local.hour < hours.start_hour else local.date() + timedelta(days=1)
+    moved = datetime(day.year, day.month, day.day, hours.start_hour, tzinfo=zone).astimezone(UTC)
+    return moved if moved <= deadline else when
+
+
+def retry_delay(failures: int, timing: Timing, jitter_seed: str) -> timedelta:
+    """Capped exponential backoff after ``failures`` consecutive failures, with deterministic jitter.
+
+    The jitter (up to +25 %) comes from ``jitter_seed`` (the order key), so retries of many orders spread out
+    while ``apply`` stays a pure function.
+    """
+    exponent = min(max(failures - 1, 0), 30)
+    base = min(timing.retry_initial * (1 << exponent), timing.retry_max)
+    fraction = (_stable_hash(jitter_seed) % 1000) / 4000  # 0 .. 0.25
+    return min(base * (1 + fraction), timing.retry_max)
+
+
+def _zone(marketplace_id: str) -> ZoneInfo:
+    found = marketplace(marketplace_id)
+    return found.zone if found is not None else ZoneInfo("UTC")
+
+
+def _stable_hash(text: str) -> int:
+    """FNV-1a: stable across processes (``hash()`` is salted per process)."""
+    value = 0xCBF29CE484222325
+    for byte in text.encode():
+        value = ((value ^ byte) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    return value
