@@ -34,6 +34,10 @@ class Settings(BaseSettings):
     kafka_data_dir: Path = Field(
         default=Path(".run/kafka"), description="Data and log directory of the local broker."
     )
+    kafka_home: Path | None = Field(
+        default=None,
+        description="Cache of the local broker's Kafka jars; unset means ~/.cache/solicit/kafka-<version>.",
+    )
 
     # --- SP-API and LWA --------------------------------------------------------------------------------
     spapi_endpoint: str | None = Field(

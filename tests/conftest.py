@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-pytest_plugins: list[str] = []
+pytest_plugins: list[str] = ["tests.fixtures.kafka"]
 
 
 @pytest.fixture(autouse=True)
