@@ -137,7 +137,10 @@ class _Step:
         assert record is not None
         dest = fire(record.state, trigger)
         entry = Transition(at=self.now, source=record.state, dest=dest, trigger=trigger.value, reason=reason)
-        history = (*record.history, entry)[-self.timing.history_limit :]
+        history = record.history
+        if trigger is Trigger.REISSUE and history and history[-1].trigger == Trigger.REISSUE.value:
+            history = history[:-1]  # one entry for a run of re-issues (a paused seller re-issues for days)
+        history = (*history, entry)[-self.timing.history_limit :]
         self._update(
             state=dest,
             last_reason=reason,

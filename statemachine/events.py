@@ -67,6 +67,8 @@ class TimerFired(_Model):
     kind: Literal["timer_fired"] = "timer_fired"
     seller_id: str
     order_id: str
+    index_due_ms: int | None = None
+    """The due time of the index entry that fired (streams bookkeeping; ``apply`` does not use it)."""
 
     @property
     def key(self) -> str:
@@ -137,6 +139,7 @@ class SendCommand(_Model):
 class StateChanged(_Model):
     """An order moved (or re-issued its command); published on the outcomes topic for audit and integrations."""
 
+    type: Literal["state_changed"] = "state_changed"
     order_key: str
     seller_id: str
     order_id: str

@@ -195,6 +195,18 @@ def test_one_command_per_lease_and_a_lost_command_is_issued_again_after_the_leas
         assert out.commands == ()
 
 
+def test_a_run_of_reissues_keeps_one_history_entry() -> None:
+    eligible = record_in(S.ELIGIBLE)
+    record, now = eligible, eligible.updated_at
+    for _ in range(5):
+        assert record.lease_expires_at is not None
+        now = record.lease_expires_at
+        record = stored(step(record, timer(), now))
+    assert record.commands_issued == 6
+    assert [h.trigger for h in record.history] == ["ship", "command", "reissue"]
+    assert record.history[-1].at == now
+
+
 def test_a_window_that_closes_while_a_command_is_out_expires_the_order() -> None:
     eligible = record_in(S.ELIGIBLE)
     out = step(eligible, timer(), WINDOW_END + timedelta(seconds=1))
