@@ -206,6 +206,7 @@ class _Step:
                 issued_at=self.now,
                 lease_expires_at=lease_expires_at,
                 deadline=self._deadline(),
+                maybe_sent=record.maybe_sent,
             )
         )
 
@@ -392,7 +393,14 @@ class _Step:
             delay = retry_delay(failures, self.timing, record.key)
             if result.retry_after_seconds is not None:
                 delay = max(delay, timedelta(seconds=result.retry_after_seconds))
-            self._wait_or_expire(Trigger.RETRY, self.now + delay, f"retryable failure{detail}", rid, failures=failures)
+            self._wait_or_expire(
+                Trigger.RETRY,
+                self.now + delay,
+                f"retryable failure{detail}",
+                rid,
+                failures=failures,
+                maybe_sent=record.maybe_sent or result.after_ambiguous_attempt,
+            )
         elif kind is SendResultKind.PERMANENT_FAILURE:
             self._move(Trigger.FAIL, f"permanent failure{detail}", rid, lease_expires_at=None)
         elif kind is SendResultKind.DEFERRED:

@@ -108,7 +108,8 @@ class SendResult(_Model):
     reason: str = ""
     retry_after_seconds: float | None = Field(default=None, ge=0)
     after_ambiguous_attempt: bool = False
-    """The create call was retried after a failure that may have taken effect."""
+    """A create call failed in a way that may have taken effect (with ``not_available``: it did, so the order is
+    sent; with ``retryable_failure``: it may have, so the next attempt must create directly)."""
 
     @property
     def key(self) -> str:
@@ -130,6 +131,9 @@ class SendCommand(_Model):
     lease_expires_at: IsoDateTime
     deadline: IsoDateTime
     """End of the window: the sender serves a seller's commands with the earliest deadline first."""
+    maybe_sent: bool = False
+    """An earlier create call may have taken effect: call create directly (a 403 "not available" then means
+    "already sent"); do not ask getSolicitationActionsForOrder, which would no longer offer the action."""
 
     @property
     def key(self) -> str:

@@ -98,6 +98,9 @@ class OrderRecord(_Model):
     """Send attempts that came back "not yet" (the API did not offer the solicitation)."""
     failures: int = 0
     """Consecutive retryable failures."""
+    maybe_sent: bool = False
+    """A create call failed ambiguously (it may have taken effect): the next attempt creates directly and reads
+    403 "not available" as "already sent" instead of asking getSolicitationActionsForOrder first."""
     last_reason: str = ""
     last_request_id: str | None = None
     created_at: IsoDateTime

@@ -352,6 +352,33 @@ def test_retryable_failures_back_off_exponentially_up_to_the_cap_and_honour_retr
     assert stored(out).due_at == now + timedelta(hours=3)
 
 
+def test_after_an_ambiguous_create_failure_the_next_command_creates_directly_and_not_available_means_sent() -> None:
+    eligible = record_in(S.ELIGIBLE)
+    assert eligible.maybe_sent is False
+    failed = stored(
+        step(
+            eligible,
+            result(K.RETRYABLE_FAILURE, eligible.lease_id, reason="500 after POST", after_ambiguous_attempt=True),
+            eligible.updated_at,
+        )
+    )
+    assert failed.maybe_sent
+    assert failed.due_at is not None
+    out = step(failed, timer(), failed.due_at)
+    (command,) = out.commands
+    assert command.maybe_sent
+    # A plain retryable failure later does not clear the flag.
+    again = stored(step(stored(out), result(K.RETRYABLE_FAILURE, command.lease_id), failed.due_at))
+    assert again.maybe_sent
+    assert again.due_at is not None
+    out = step(again, timer(), again.due_at)
+    sent = stored(
+        step(stored(out), result(K.NOT_AVAILABLE, out.commands[0].lease_id, after_ambiguous_attempt=True), again.due_at)
+    )
+    assert sent.state is S.SENT
+    assert sent.last_reason.startswith("already solicited")
+
+
 def test_a_success_or_not_yet_resets_the_failure_count() -> None:
     record = record_in(S.ELIGIBLE)
     failed_once = stored(step(record, result(K.RETRYABLE_FAILURE, record.lease_id), record.updated_at))
