@@ -45,7 +45,9 @@ class Settings(BaseSettings):
         description="Kafka bootstrap servers, comma separated.",
     )
     topic_prefix: str = Field(
-        default="", pattern=r"^[A-Za-z0-9._-]*$", description="Prefix of every topic name (several deployments, one cluster)."
+        default="",
+        pattern=r"^[A-Za-z0-9._-]*$",
+        description="Prefix of every topic name (several deployments, one cluster).",
     )
     kafka_port: int = Field(default=DEFAULT_KAFKA_PORT, description="Port of the local broker (`solicit kafka up`).")
     kafka_data_dir: Path = Field(

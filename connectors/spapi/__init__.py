@@ -1,0 +1,56 @@
+"""SP-API connector: LWA tokens, regional endpoints, per-seller rate limits and the Solicitations client.
+
+Modules, each owning one concern:
+
+* :mod:`.client` - :class:`SolicitationsClient`, the only thing the sink agent calls;
+* :mod:`.results` - what a call tells about an order (sent, not available, outside the window, offered);
+* :mod:`.errors` - what went wrong, named for what the caller does next (the tree is in its docstring);
+* :mod:`.lwa` - access tokens per seller (cache, single flight, refresh ahead of expiry);
+* :mod:`.ratelimit` - token buckets per (seller, operation);
+* :mod:`.endpoints` - marketplace -> regional base URL, and the override;
+* :mod:`.responses` - the pure mapping from an HTTP response to a result or error;
+* :mod:`.credentials` - secrets as values that never print themselves.
+
+May import ``statemachine`` (the marketplace table) and ``connectors.clock``; never ``streams``.
+"""
+
+from .client import OPERATION_CREATE, OPERATION_GET, ClientConfig, SolicitationsClient, user_agent
+from .credentials import AppCredentials, SellerCredentials
+from .endpoints import DEFAULT_LWA_TOKEN_URL, REGION_BASE_URLS, base_url_for
+from .errors import (
+    AccessDenied,
+    AppCredentialsRejected,
+    AuthorizationRevoked,
+    RejectedRequest,
+    RetryLater,
+    SellerNeedsAttention,
+    SpApiError,
+    UnknownMarketplace,
+)
+from .results import ActionsResult, CreateResult, NotAvailable, OutsideWindow, Sent
+
+__all__ = [
+    "DEFAULT_LWA_TOKEN_URL",
+    "OPERATION_CREATE",
+    "OPERATION_GET",
+    "REGION_BASE_URLS",
+    "AccessDenied",
+    "ActionsResult",
+    "AppCredentials",
+    "AppCredentialsRejected",
+    "AuthorizationRevoked",
+    "ClientConfig",
+    "CreateResult",
+    "NotAvailable",
+    "OutsideWindow",
+    "RejectedRequest",
+    "RetryLater",
+    "SellerCredentials",
+    "SellerNeedsAttention",
+    "Sent",
+    "SolicitationsClient",
+    "SpApiError",
+    "UnknownMarketplace",
+    "base_url_for",
+    "user_agent",
+]

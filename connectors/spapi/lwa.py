@@ -1,0 +1,202 @@
+"""Login with Amazon: turn a seller's refresh token into an access token, cached, refreshed ahead of expiry.
+
+One access token per refresh token, reused by every call for that seller until shortly before it expires
+(``../shared/docs/spapi-reference.md`` §5). When many requests for one seller need a new token at once, exactly one
+exchange runs and the others await it (single flight), so a burst of 30 orders costs one LWA call, not 30.
+
+Failures become the package's errors: ``invalid_grant`` is :class:`AuthorizationRevoked` (the seller must
+re-authorize; retrying cannot help, so it is never retried); ``invalid_client`` and other rejections of our own
+request are :class:`AppCredentialsRejected`; 429/5xx/timeouts are :class:`RetryLater` for the caller's retry loop.
+
+Secrets: the refresh token is read with ``get_secret_value()`` only to build the form body; the cache is keyed by
+a SHA-256 digest of it; access tokens are kept as ``SecretStr``. Nothing here logs or formats a token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from pydantic import SecretStr
+
+from .credentials import AppCredentials, SellerCredentials
+from .errors import AppCredentialsRejected, AuthorizationRevoked, RetryLater
+
+__all__ = ["AccessToken", "LwaTokenCache"]
+
+logger = logging.getLogger(__name__)
+
+_FORM_CONTENT_TYPE = "application/x-www-form-urlencoded;charset=UTF-8"
+
+
+@dataclass(frozen=True, slots=True)
+class AccessToken:
+    """An LWA access token and when (monotonic seconds) to stop using and to start replacing it."""
+
+    value: SecretStr
+    expires_at: float
+    refresh_at: float
+
+
+def _cache_key(seller: SellerCredentials) -> str:
+    return hashlib.sha256(seller.refresh_token.get_secret_value().encode()).hexdigest()
+
+
+class LwaTokenCache:
+    """Access tokens per refresh token, with single-flight refresh and refresh ahead of expiry."""
+
+    def __init__(
+        self,
+        *,
+        http: httpx.AsyncClient,
+        app: AppCredentials,
+        token_url: str,
+        monotonic: Callable[[], float],
+        refresh_margin: float = 300.0,
+        request_timeout: float = 10.0,
+    ) -> None:
+        self._http = http
+        self._app = app
+        self._token_url = token_url
+        self._monotonic = monotonic
+        self._refresh_margin = refresh_margin
+        self._request_timeout = request_timeout
+        self._tokens: dict[str, AccessToken] = {}
+        self._in_flight: dict[str, asyncio.Task[AccessToken]] = {}
+
+    def __repr__(self) -> str:
+        return f"LwaTokenCache(token_url={self._token_url!r}, client_id={self._app.client_id!r})"
+
+    async def access_token(self, seller: SellerCredentials, *, max_wait: float | None = None) -> AccessToken:
+        """A usable access token for ``seller``: the cached one, or a fresh one from LWA.
+
+        ``max_wait`` bounds only this caller's wait; a shared exchange keeps running for the other waiters. When a
+        refresh ahead of expiry fails transiently, the old token is returned while it is still valid.
+        """
+        key = _cache_key(seller)
+        now = self._monotonic()
+        cached = self._tokens.get(key)
+        if cached is not None and now < cached.refresh_at:
+            return cached
+        task = self._in_flight.get(key)
+        if task is None or task.done():
+            task = asyncio.create_task(self._exchange(key, seller), name=f"lwa-refresh-{seller.seller_id}")
+            task.add_done_callback(_consume_exception)
+            self._in_flight[key] = task
+        try:
+            return await asyncio.wait_for(asyncio.shield(task), max_wait)
+        except TimeoutError:
+            if cached is not None and self._monotonic() < cached.expires_at:
+                return cached
+            raise RetryLater(
+                f"LWA token exchange for seller {seller.seller_id} did not finish in time", retry_after=1.0
+            ) from None
+        except RetryLater:
+            if cached is not None and self._monotonic() < cached.expires_at:
+                return cached
+            raise
+
+    def invalidate(self, seller: SellerCredentials, token: AccessToken) -> None:
+        """Forget ``token`` (Amazon refused it) unless a newer token has already replaced it."""
+        key = _cache_key(seller)
+        if self._tokens.get(key) is token:
+            del self._tokens[key]
+
+    async def aclose(self) -> None:
+        """Cancel exchanges still running (the HTTP client is closed by its owner)."""
+        tasks = list(self._in_flight.values())
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        self._in_flight.clear()
+
+    async def _exchange(self, key: str, seller: SellerCredentials) -> AccessToken:
+        try:
+            token = await self._request_token(seller)
+        except AuthorizationRevoked:
+            self._tokens.pop(key, None)
+            raise
+        else:
+            self._tokens[key] = token
+            return token
+        finally:
+            self._in_flight.pop(key, None)
+
+    async def _request_token(self, seller: SellerCredentials) -> AccessToken:
+        sent_at = self._monotonic()
+        form = {
+            "grant_type": "refresh_token",
+            "refresh_token": seller.refresh_token.get_secret_value(),
+            "client_id": self._app.client_id,
+            "client_secret": self._app.client_secret.get_secret_value(),
+        }
+        try:
+            response = await self._http.post(
+                self._token_url,
+                data=form,
+                headers={"content-type": _FORM_CONTENT_TYPE},
+                timeout=self._request_timeout,
+            )
+        except httpx.TimeoutException:
+            raise RetryLater(f"LWA token exchange for seller {seller.seller_id} timed out", retry_after=1.0) from None
+        except httpx.TransportError as exc:
+            raise RetryLater(
+                f"LWA unreachable for seller {seller.seller_id}: {type(exc).__name__}", retry_after=1.0
+            ) from None
+        logger.debug("LWA token exchange seller=%s status=%s", seller.seller_id, response.status_code)
+        body = _json_object(response)
+        if response.status_code == 200:
+            return self._parse_token(seller, body, sent_at)
+        error = str(body.get("error", "")) if body else ""
+        description = str(body.get("error_description", "")) if body else ""
+        if error == "invalid_grant":
+            logger.warning("LWA: seller %s refresh token rejected (invalid_grant)", seller.seller_id)
+            raise AuthorizationRevoked(
+                f"seller {seller.seller_id} must re-authorize the app (LWA invalid_grant: {description})",
+                seller_id=seller.seller_id,
+            )
+        if response.status_code == 429 or response.status_code >= 500:
+            raise RetryLater(
+                f"LWA answered {response.status_code} for seller {seller.seller_id}",
+                retry_after=1.0,
+                status=response.status_code,
+            )
+        raise AppCredentialsRejected(
+            f"LWA rejected the token request ({response.status_code} {error or 'no error code'}: {description}); "
+            "check the app's client id and secret",
+            error=error or None,
+            status=response.status_code,
+        )
+
+    def _parse_token(self, seller: SellerCredentials, body: dict[str, Any] | None, sent_at: float) -> AccessToken:
+        value = body.get("access_token") if body else None
+        expires_in = body.get("expires_in") if body else None
+        if not isinstance(value, str) or not value or not isinstance(expires_in, int | float) or expires_in <= 0:
+            raise RetryLater(f"LWA returned a malformed token response for seller {seller.seller_id}", retry_after=1.0)
+        # Count the lifetime from when we *sent* the request: the token may have been issued any time after.
+        margin = min(self._refresh_margin, expires_in / 2)
+        return AccessToken(
+            value=SecretStr(value),
+            expires_at=sent_at + expires_in,
+            refresh_at=sent_at + expires_in - margin,
+        )
+
+
+def _json_object(response: httpx.Response) -> dict[str, Any] | None:
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def _consume_exception(task: asyncio.Task[AccessToken]) -> None:
+    # Waiters may all have given up (deadline); mark the exception retrieved so asyncio does not log it.
+    if not task.cancelled():
+        task.exception()

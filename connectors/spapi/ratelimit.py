@@ -1,0 +1,175 @@
+"""Client-side token buckets, one per (seller, operation), so we stay inside Amazon's usage plans.
+
+Amazon throttles with a token bucket per (application, seller) pair and operation: ``rate`` tokens per second, at
+most ``burst`` stored, an empty bucket answers 429 (``../shared/docs/spapi-reference.md`` §2). Mirroring that bucket
+on our side lets hundreds of sellers run at their full quota without 429s, and a throttled seller slows only its
+own buckets.
+
+Why our own code and not a library: ``aiolimiter`` (per-limiter leaky bucket) reads the event loop's clock, so it
+cannot be driven by an injected time source and tested without sleeping, and it has no notion of "the server just
+said 429, drain and slow down" or of changing the rate from a response header; ``pyrate-limiter`` is a
+sliding-window log, not Amazon's token bucket, and would either exceed or under-use the plan. The bucket here is
+pure arithmetic over a ``monotonic()`` source (real elapsed time: Amazon's limits are per real second, so a
+simulated business clock never touches them).
+
+Reservations instead of polling: a caller *reserves* the next token and is told how long to wait; the bucket's
+level may go negative, each negative unit being a caller already queued. Waits are therefore FIFO per key,
+computed once, and one key's queue never delays another key (each waiter sleeps on its own).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Awaitable, Callable, Hashable
+from dataclasses import dataclass
+
+__all__ = ["RateLimiter", "Sleep", "TokenBucket"]
+
+Sleep = Callable[[float], Awaitable[None]]
+"""How to wait (``asyncio.sleep`` in production; tests pass one that advances a fake clock)."""
+
+
+@dataclass(slots=True)
+class TokenBucket:
+    """One token bucket in Amazon's shape, with reservations and a temporary slow-down after a 429.
+
+    All methods take ``now`` (monotonic seconds) explicitly, so the bucket is pure and tested without a clock.
+    While ``now < slowed_until`` the refill rate is ``rate * slow_factor``.
+    """
+
+    rate: float
+    burst: float
+    tokens: float
+    updated: float
+    slowed_until: float = -math.inf
+    slow_factor: float = 1.0
+
+    @classmethod
+    def full(cls, *, rate: float, burst: float, now: float) -> TokenBucket:
+        """A bucket holding ``burst`` tokens at ``now`` (an idle seller's bucket on Amazon's side is full)."""
+        if rate <= 0 or burst < 1:
+            raise ValueError("a token bucket needs rate > 0 and burst >= 1")
+        return cls(rate=rate, burst=burst, tokens=burst, updated=now)
+
+    def _earned(self, start: float, end: float) -> float:
+        """Tokens refilled between ``start`` and ``end``, honouring the slow-down period."""
+        if end <= start:
+            return 0.0
+        slow_span = max(0.0, min(end, self.slowed_until) - start)
+        fast_span = max(0.0, end - max(start, self.slowed_until))
+        return slow_span * self.rate * self.slow_factor + fast_span * self.rate
+
+    def _refill(self, now: float) -> None:
+        if now > self.updated:
+            self.tokens = min(self.burst, self.tokens + self._earned(self.updated, now))
+            self.updated = now
+
+    def _time_to_earn(self, amount: float, now: float) -> float:
+        """Seconds from ``now`` until ``amount`` more tokens have been refilled."""
+        if amount <= 0:
+            return 0.0
+        slow_rate = self.rate * self.slow_factor
+        slow_span = max(0.0, self.slowed_until - now)
+        slow_tokens = slow_span * slow_rate
+        if amount <= slow_tokens:
+            return amount / slow_rate
+        return slow_span + (amount - slow_tokens) / self.rate
+
+    def delay(self, now: float) -> float:
+        """Seconds a reservation made at ``now`` would wait (nothing is reserved)."""
+        self._refill(now)
+        return self._time_to_earn(1.0 - self.tokens, now)
+
+    def reserve(self, now: float, max_wait: float = math.inf) -> float | None:
+        """Take the next token; return how long to wait for it, or ``None`` (nothing taken) if over ``max_wait``."""
+        wait = self.delay(now)
+        if wait > max_wait:
+            return None
+        self.tokens -= 1.0
+        return wait
+
+    def refund(self, now: float) -> None:
+        """Give back a reserved token whose request was never sent (its waiter was cancelled)."""
+        self._refill(now)
+        self.tokens = min(self.burst, self.tokens + 1.0)
+
+    def set_rate(self, rate: float, now: float) -> None:
+        """Use ``rate`` from now on (Amazon told us the plan applied to this seller)."""
+        if rate <= 0 or not math.isfinite(rate):
+            return
+        self._refill(now)
+        self.rate = rate
+
+    def slow_down(self, now: float, *, factor: float, duration: float) -> None:
+        """Amazon throttled us anyway: its bucket is empty, so ours is too, and refill slower for a while."""
+        self._refill(now)
+        self.tokens = min(self.tokens, 0.0)
+        self.slow_factor = factor
+        self.slowed_until = max(self.slowed_until, now + duration)
+
+
+class RateLimiter:
+    """Token buckets by key (``(seller_id, operation)``), created on first use with the default rate and burst."""
+
+    def __init__(
+        self,
+        *,
+        rate: float,
+        burst: float,
+        monotonic: Callable[[], float],
+        sleep: Sleep = asyncio.sleep,
+        slow_factor: float = 0.5,
+        slow_seconds: float = 10.0,
+    ) -> None:
+        if not 0 < slow_factor <= 1:
+            raise ValueError("slow_factor must be in (0, 1]")
+        self._rate = rate
+        self._burst = burst
+        self._monotonic = monotonic
+        self._sleep = sleep
+        self._slow_factor = slow_factor
+        self._slow_seconds = slow_seconds
+        self._buckets: dict[Hashable, TokenBucket] = {}
+
+    def bucket(self, key: Hashable) -> TokenBucket:
+        """The bucket for ``key`` (created full on first use)."""
+        found = self._buckets.get(key)
+        if found is None:
+            found = TokenBucket.full(rate=self._rate, burst=self._burst, now=self._monotonic())
+            self._buckets[key] = found
+        return found
+
+    def delay(self, key: Hashable) -> float:
+        """Seconds a request for ``key`` would wait now."""
+        return self.bucket(key).delay(self._monotonic())
+
+    async def acquire(self, key: Hashable, max_wait: float = math.inf) -> float | None:
+        """Wait for ``key``'s next token; return the wait, or ``None`` at once if it would exceed ``max_wait``.
+
+        Only this caller sleeps; callers of other keys proceed meanwhile. A cancelled waiter gives its token back.
+        """
+        bucket = self.bucket(key)
+        wait = bucket.reserve(self._monotonic(), max_wait)
+        if wait is None or wait <= 0:
+            return wait
+        try:
+            await self._sleep(wait)
+        except asyncio.CancelledError:
+            bucket.refund(self._monotonic())
+            raise
+        return wait
+
+    def observe_limit(self, key: Hashable, header: str | None) -> None:
+        """Adapt ``key``'s rate to an ``x-amzn-RateLimit-Limit`` header value, when present and numeric."""
+        if not header:
+            return
+        try:
+            rate = float(header)
+        except ValueError:
+            return
+        self.bucket(key).set_rate(rate, self._monotonic())
+
+    def throttled(self, key: Hashable) -> None:
+        """Amazon answered 429 for ``key``: drain and slow that bucket only."""
+        self.bucket(key).slow_down(self._monotonic(), factor=self._slow_factor, duration=self._slow_seconds)
