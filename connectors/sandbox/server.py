@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import socket
 from types import TracebackType
 
@@ -81,10 +82,24 @@ class SandboxServer:
 
 
 async def serve(config: SandboxConfig, *, clock: Clock, host: str, port: int) -> None:
-    """Run a sandbox until cancelled (Ctrl-C)."""
-    async with SandboxServer(config, clock=clock, host=host, port=port) as sandbox:
-        logger.info("SP-API endpoint %s, LWA endpoint %s", sandbox.url, sandbox.lwa_url)
-        await asyncio.Event().wait()
+    """Run a sandbox until SIGTERM or SIGINT (or cancellation).
+
+    Both signals get explicit handlers: a process started from a non-interactive shell in the background
+    inherits SIGINT as *ignored*, and Python then installs no KeyboardInterrupt handler of its own.
+    """
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGTERM, signal.SIGINT)
+    for sig in signals:
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        async with SandboxServer(config, clock=clock, host=host, port=port) as sandbox:
+            logger.info("SP-API endpoint %s, LWA endpoint %s", sandbox.url, sandbox.lwa_url)
+            await stop.wait()
+            logger.info("stopping")
+    finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
 
 
 def port_is_free(host: str, port: int) -> bool:

@@ -45,7 +45,15 @@ def test_solicit_sandbox_serves_the_configured_sellers_and_stops_on_ctrl_c(tmp_p
     base = f"http://127.0.0.1:{port}"
     command = [sys.executable, "-m", "streams.cli", "sandbox", "--port", str(port), "--sellers", str(sellers)]
     command += ["--client-id", "cli-id", "--client-secret", "cli-secret", "--token-lifetime", "120", "--seed", "1"]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Started with SIGINT ignored, as a background job of a non-interactive shell (e.g. CI) would be: the
+    # sandbox must still stop on Ctrl-C.
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )
     token: dict[str, Any] = {}
     try:
         wait_until_up(base, process)
@@ -66,7 +74,12 @@ def test_solicit_sandbox_serves_the_configured_sellers_and_stops_on_ctrl_c(tmp_p
         assert answer.headers["x-amzn-RateLimit-Limit"] == "2.0"
     finally:
         process.send_signal(signal.SIGINT)
-        stdout, stderr = process.communicate(timeout=20)
+        try:
+            stdout, stderr = process.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate()
+            pytest.fail("solicit sandbox did not stop within 20 s of SIGINT")
     assert process.returncode == 0, stderr
     assert f"SOLICIT_SPAPI_ENDPOINT={base}" in stdout
     assert f"SOLICIT_LWA_ENDPOINT={base}/auth/o2/token" in stdout
