@@ -1,0 +1,146 @@
+"""The due-time index on a real RocksDB (rocksdict, raw mode, as Faust opens it)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from rocksdict import Options, Rdict
+
+from streams.dueindex import PREFIX, DueEntry, DueScanner, active_partitions, index_key, scan_due, upper_bound
+
+NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Any:
+    options = Options(raw_mode=True)
+    options.create_if_missing(True)
+    database = Rdict(str(tmp_path / "due-index-0.db"), options=options)
+    database.put(b"__faust\x00offset__", b"42")  # Faust keeps its offset in the same DB
+    yield database
+    database.close()
+
+
+class CountingDB:
+    """Counts iterator steps, to show that a scan's cost follows the due entries only."""
+
+    def __init__(self, db: Any) -> None:
+        self.db = db
+        self.steps = 0
+
+    def iter(self, read_opt: Any) -> Any:
+        outer = self
+        inner = self.db.iter(read_opt)
+
+        class Iterator:
+            def seek(self, key: bytes) -> None:
+                inner.seek(key)
+
+            def valid(self) -> bool:
+                return bool(inner.valid())
+
+            def key(self) -> bytes:
+                return bytes(inner.key())
+
+            def next(self) -> None:
+                outer.steps += 1
+                inner.next()
+
+        return Iterator()
+
+
+def test_keys_sort_by_due_time_and_round_trip() -> None:
+    early = index_key(NOW, "S1/111-0000000-0000002")
+    late = index_key(NOW + timedelta(milliseconds=1), "S1/111-0000000-0000001")
+    assert early < late < upper_bound(NOW + timedelta(seconds=1))
+    entry = DueEntry.parse(late)
+    assert entry.order_key == "S1/111-0000000-0000001"
+    assert entry.due_ms == int((NOW + timedelta(milliseconds=1)).timestamp() * 1000)
+    with pytest.raises(ValueError, match="not a due-index key"):
+        DueEntry.parse(b"__faust\x00offset__")
+
+
+def test_a_scan_returns_only_what_is_due_in_due_order(db: Any) -> None:
+    for minutes, order in [(-5, "A"), (10, "B"), (-1, "C"), (0, "D")]:
+        db.put(index_key(NOW + timedelta(minutes=minutes), f"S/{order}"), b"")
+    assert [e.order_key for e in scan_due(db, start=PREFIX, now=NOW, limit=100)] == ["S/A", "S/C", "S/D"]
+    assert len(scan_due(db, start=PREFIX, now=NOW, limit=2)) == 2
+
+
+def test_a_million_orders_not_yet_due_cost_nothing_per_tick(db: Any) -> None:
+    # 200,000 future entries stand in for a million: the scan must not visit any of them.
+    for i in range(200_000):
+        db.put(index_key(NOW + timedelta(days=1, seconds=i), f"S/future-{i}"), b"")
+    for i in range(7):
+        db.put(index_key(NOW - timedelta(seconds=i), f"S/due-{i}"), b"")
+    counting = CountingDB(db)
+    found = DueScanner().due(0, counting, NOW, monotonic=0.0)
+    assert len(found) == 7
+    assert counting.steps == 7  # one step per due entry, whatever lies beyond
+
+
+def test_entries_in_flight_are_not_handed_out_again_until_they_are_done_or_stale(db: Any) -> None:
+    key = index_key(NOW - timedelta(minutes=1), "S/A")
+    db.put(key, b"")
+    scanner = DueScanner(retry_after=60.0)
+    assert [e.key for e in scanner.due(0, db, NOW, monotonic=100.0)] == [key]
+    assert scanner.due(0, db, NOW, monotonic=110.0) == []
+    assert scanner.inflight_count() == 1
+    assert [e.key for e in scanner.due(0, db, NOW, monotonic=161.0)] == [key]  # lost firing: handed out again
+    scanner.done(0, key)
+    db.delete(key)
+    assert scanner.due(0, db, NOW, monotonic=170.0) == []
+    assert scanner.inflight_count() == 0
+
+
+def test_the_hint_skips_deleted_heads_and_new_earlier_entries_lower_it(db: Any) -> None:
+    scanner = DueScanner()
+    old = [index_key(NOW - timedelta(hours=2, seconds=i), f"S/old-{i}") for i in range(50)]
+    for key in old:
+        db.put(key, b"")
+    assert len(scanner.due(0, db, NOW, monotonic=0.0)) == 50
+    for key in old:
+        scanner.done(0, key)
+        db.delete(key)
+    later = index_key(NOW - timedelta(hours=1), "S/later")
+    db.put(later, b"")
+    assert [e.key for e in scanner.due(0, db, NOW, monotonic=1.0)] == [later]
+    assert scanner.cursor(0).hint == later
+
+    earlier = index_key(NOW - timedelta(days=3), "S/back-dated")  # e.g. an old order arriving late
+    db.put(earlier, b"")
+    scanner.scheduled(0, earlier)
+    assert [e.key for e in scanner.due(0, db, NOW, monotonic=2.0)] == [earlier]
+
+
+def test_forgetting_partitions_resets_their_cursor(db: Any) -> None:
+    scanner = DueScanner()
+    db.put(index_key(NOW, "S/A"), b"")
+    scanner.due(0, db, NOW, monotonic=0.0)
+    scanner.forget([0])
+    assert scanner.cursor(0).inflight == {}
+    scanner.due(0, db, NOW, monotonic=0.0)
+    scanner.reset()
+    assert scanner.inflight_count() == 0
+
+
+def test_budget_limits_one_tick(db: Any) -> None:
+    for i in range(30):
+        db.put(index_key(NOW - timedelta(seconds=i), f"S/{i}"), b"")
+    scanner = DueScanner(budget=10)
+    assert len(scanner.due(0, db, NOW, monotonic=0.0)) == 10
+    assert len(scanner.due(0, db, NOW, monotonic=0.0)) == 10
+    assert len(scanner.due(0, db, NOW, monotonic=0.0)) == 10
+    assert scanner.due(0, db, NOW, monotonic=0.0) == []
+
+
+def test_active_partitions_filters_by_changelog_topic() -> None:
+    class TP:
+        def __init__(self, topic: str, partition: int) -> None:
+            self.topic, self.partition = topic, partition
+
+    assigned = [TP("app-due-index-changelog", 1), TP("other", 2), TP("app-due-index-changelog", 5)]
+    assert sorted(active_partitions(assigned, "app-due-index-changelog")) == [1, 5]
