@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-pytest_plugins: list[str] = ["tests.fixtures.kafka", "tests.fixtures.spapi"]
+pytest_plugins: list[str] = ["tests.fixtures.kafka", "tests.fixtures.spapi", "tests.fixtures.sqs"]
 
 
 @pytest.fixture(autouse=True)
