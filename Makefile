@@ -21,6 +21,9 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## Create .venv and install the project with its dev tools
 
+demo: $(STAMP) ## Run the whole pipeline on a local stack with demo traffic (DEMO_ARGS="--exit-after-summary" for CI)
+	$(BIN)/solicit demo $(DEMO_ARGS)
+
 test: $(STAMP) ## Run the whole test suite (unit, integration, end to end) with the statemachine coverage gate
 	$(BIN)/python -m pytest --cov --cov-report= $(PYTEST_ARGS)
 	$(BIN)/python -m coverage report --include='statemachine/*' --fail-under=100
@@ -32,7 +35,10 @@ lint: $(STAMP) ## Lint with ruff
 typecheck: $(STAMP) ## Type-check with mypy (strict on statemachine/)
 	$(BIN)/mypy statemachine connectors streams
 
+docs: $(STAMP) ## Regenerate docs/configuration.md from the settings
+	$(BIN)/python -m streams.settings > docs/configuration.md
+
 clean: ## Remove build and test artefacts (keeps .venv and the Kafka jar cache)
 	rm -rf .pytest_cache .mypy_cache .ruff_cache .coverage htmlcov .hypothesis
 
-.PHONY: help install test lint typecheck clean
+.PHONY: help install demo test lint typecheck docs clean

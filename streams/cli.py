@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from streams import __version__
 
 # Order here is the order of `solicit --help`.
-COMMAND_MODULES: tuple[str, ...] = ("kafka", "sandbox", "sellers", "bridge", "worker")
+COMMAND_MODULES: tuple[str, ...] = ("demo", "kafka", "sandbox", "sellers", "bridge", "worker")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -158,6 +158,9 @@ def build_pipeline(settings: Settings) -> Pipeline:
         table_standby_replicas=settings.standby_replicas,
         web_enabled=False,
         producer_acks=-1,
+        broker_session_timeout=settings.kafka_session_timeout,
+        broker_heartbeat_interval=min(3.0, settings.kafka_session_timeout / 3),
+        broker_rebalance_timeout=max(settings.kafka_session_timeout, 30.0),
         # A sender lane awaits the SP-API for seconds; the agents themselves never block that long.
         broker_commit_every=1000,
         broker_commit_interval=1.0,
