@@ -9,6 +9,7 @@ pattern ``transitions`` documents for short-lived models), so records stay plain
 from __future__ import annotations
 
 from enum import StrEnum
+from functools import cache
 from typing import Any
 
 from transitions import Machine, MachineError
@@ -83,8 +84,13 @@ class _Order:
     state: str
 
 
+@cache
 def fire(state: OrderState, trigger: Trigger) -> OrderState:
-    """The state ``trigger`` leads to from ``state``; :class:`InvalidTransition` if the table has no such edge."""
+    """The state ``trigger`` leads to from ``state``; :class:`InvalidTransition` if the table has no such edge.
+
+    The machine has no callbacks or conditions, so its answer depends on (state, trigger) only: it is asked
+    once per pair and remembered (adding a model to ``transitions`` costs ~70 us, the lookup ~0.1 us).
+    """
     model = _Order()
     _MACHINE.add_model(model, initial=state.value)
     try:

@@ -30,6 +30,7 @@ from typing import Any
 import faust
 from pydantic import ValidationError
 
+from connectors.clock import Clock
 from connectors.crypto import SecretKeyError, TokenCipher
 from connectors.spapi import AppCredentials, ClientConfig, SolicitationsClient
 from statemachine import OrderRecord, SellerPolicy, SendCommand, SendResult, StateChanged, TimerFired
@@ -130,6 +131,8 @@ class Pipeline:
     """Everything the worker wires together; built by :func:`build_pipeline`."""
 
     settings: Settings
+    clock: Clock
+    """The process's one clock: every part of the worker reads time from it."""
     app: faust.App
     topics: Topics
     orders_table: Any
@@ -238,6 +241,7 @@ def build_pipeline(settings: Settings) -> Pipeline:
     )
     pipeline = Pipeline(
         settings=settings,
+        clock=clock,
         app=app,
         topics=topics,
         orders_table=orders_table,
@@ -256,7 +260,7 @@ def build_pipeline(settings: Settings) -> Pipeline:
 
 def _register(p: Pipeline, inbound: Any) -> None:
     app = p.app
-    clock = p.settings.clock()
+    clock = p.clock
     due_changelog = p.due_table.changelog_topic.get_topic_name()
     commands_name = p.topics.commands.get_topic_name()
 

@@ -15,36 +15,11 @@ from typing import Any, TypeVar
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
-from connectors.kafka.config import DEFAULT_HOST
+from connectors.ports import find_free_ports, port_is_free
 
 _T = TypeVar("_T")
 
-
-def port_is_free(port: int, host: str = DEFAULT_HOST) -> bool:
-    """True when a listener could bind ``host:port`` now.
-
-    SO_REUSEADDR is set, as the JVM sets it on its server sockets, so a port that only has connections in
-    TIME_WAIT counts as free. A port with a live listener does not.
-    """
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
-def find_free_ports(count: int, host: str = DEFAULT_HOST) -> list[int]:
-    """``count`` distinct ports the kernel considers free right now (all held open together, then released)."""
-    sockets = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind((host, 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
+__all__ = ["find_free_ports", "metadata_answers", "port_is_free"]
 
 
 def metadata_answers(bootstrap: str, *, timeout: float = 5.0) -> bool:

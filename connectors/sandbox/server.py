@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-import socket
 from types import TracebackType
 
 from aiohttp import web
@@ -100,14 +99,3 @@ async def serve(config: SandboxConfig, *, clock: Clock, host: str, port: int) ->
     finally:
         for sig in signals:
             loop.remove_signal_handler(sig)
-
-
-def port_is_free(host: str, port: int) -> bool:
-    """Can ``host:port`` be bound right now? (a friendlier error than a traceback)."""
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError:
-            return False
-    return True

@@ -22,6 +22,7 @@ from pydantic import ValidationError
 
 from connectors.kafka import KAFKA_VERSION, LocalBroker, LocalKafkaError
 from connectors.kafka.broker import READY_TIMEOUT_S
+from streams.commands import print_usage
 from streams.settings import Settings
 
 EXIT_OK = 0
@@ -42,7 +43,7 @@ def register(subparsers: Any) -> None:
         ),
     )
     actions = parser.add_subparsers(dest="kafka_action", metavar="ACTION", title="actions")
-    parser.set_defaults(run=_usage(parser))
+    parser.set_defaults(run=print_usage(parser))
 
     up = actions.add_parser("up", help="start the broker in the background and wait until it answers")
     _add_data_dir(up)
@@ -135,13 +136,5 @@ def _guarded(action: Callable[[argparse.Namespace], int]) -> Callable[[argparse.
         except KeyboardInterrupt:
             print(f"solicit kafka {args.kafka_action}: interrupted", file=sys.stderr)
             return EXIT_INTERRUPTED
-
-    return run
-
-
-def _usage(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
-    def run(_args: argparse.Namespace) -> int:
-        parser.print_help(sys.stderr)
-        return 2
 
     return run

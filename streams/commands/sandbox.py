@@ -22,8 +22,8 @@ from typing import Any
 
 from pydantic import SecretStr, TypeAdapter, ValidationError
 
+from connectors.ports import port_is_free
 from connectors.sandbox import FaultConfig, SandboxConfig, SellerIn, serve
-from connectors.sandbox.server import port_is_free
 from streams.settings import Settings
 
 EXIT_OK = 0
@@ -110,7 +110,7 @@ def _run(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         print(f"solicit sandbox: cannot read the sellers file {args.sellers}: {type(exc).__name__}", file=sys.stderr)
         return EXIT_ERROR
-    if not port_is_free(host, port):
+    if not port_is_free(port, host):
         print(f"solicit sandbox: {host}:{port} is in use; pick another with --port", file=sys.stderr)
         return EXIT_ERROR
     base = f"http://{host}:{port}"

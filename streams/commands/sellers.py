@@ -32,6 +32,7 @@ from pydantic import ValidationError
 
 from connectors.crypto import SecretKeyError, TokenCipher, UndecryptableToken, generate_key
 from statemachine.marketplaces import marketplace
+from streams.commands import print_usage
 from streams.registry import InvalidImportFile, RegistryError, SellerRecord, UnknownSeller, parse_import_file
 from streams.registry_store import load_registry, publish_records, publish_tombstone
 from streams.settings import DEFAULT_APP, Settings
@@ -55,7 +56,7 @@ def register(subparsers: Any) -> None:
             "tokens are stored encrypted with SOLICIT_SECRET_KEY and never printed."
         ),
     )
-    parser.set_defaults(run=_usage(parser))
+    parser.set_defaults(run=print_usage(parser))
     actions = parser.add_subparsers(dest="sellers_action", metavar="ACTION", title="actions")
 
     common = argparse.ArgumentParser(add_help=False)
@@ -305,13 +306,5 @@ def _guarded(action: Action) -> Callable[[argparse.Namespace], int]:
         except KeyboardInterrupt:
             print(f"{prefix}: interrupted", file=sys.stderr)
             return EXIT_INTERRUPTED
-
-    return run
-
-
-def _usage(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
-    def run(_args: argparse.Namespace) -> int:
-        parser.print_help(sys.stderr)
-        return 2
 
     return run
