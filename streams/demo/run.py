@@ -186,11 +186,9 @@ async def _drive(
 
 
 async def _import_sellers(config: StackConfig, registry_file: dict[str, Any]) -> None:
-    from datetime import UTC, datetime
-
     cipher = TokenCipher(SecretStr(config.secret_key))
     entries = parse_import_file(json.dumps(registry_file))
-    now = datetime.now(UTC)
+    now = config.clock().now()
     records = [
         SellerRecord.from_entry(entry, refresh_token_encrypted=cipher.encrypt(entry.refresh_token), updated_at=now)
         for entry in entries
