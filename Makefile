@@ -30,13 +30,13 @@ test: $(STAMP) ## Run the whole test suite (unit, integration, end to end) with 
 
 lint: $(STAMP) ## Lint with ruff
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check statemachine
+	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP) ## Type-check with mypy (strict on statemachine/)
-	$(BIN)/mypy statemachine connectors streams
+	$(BIN)/mypy statemachine connectors streams devstack
 
 docs: $(STAMP) ## Regenerate docs/configuration.md from the settings
-	$(BIN)/python -m streams.settings > docs/configuration.md
+	$(BIN)/python -m devstack.settings > docs/configuration.md
 
 clean: ## Remove build and test artefacts (keeps .venv and the Kafka jar cache)
 	rm -rf .pytest_cache .mypy_cache .ruff_cache .coverage htmlcov .hypothesis

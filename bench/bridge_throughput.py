@@ -9,7 +9,7 @@ loop with the same number of pollers against the same moto server and no Kafka. 
 gets out of moto, so ``ratio`` = bridge / baseline shows what the bridge itself costs.
 
 moto runs in its own process (``python -m moto.server``), as a remote SQS would, so it does not share our GIL.
-Kafka: ``KAFKA_BOOTSTRAP_SERVERS`` when set, else a :class:`connectors.kafka.LocalBroker` on free ports in a temp
+Kafka: ``KAFKA_BOOTSTRAP_SERVERS`` when set, else a :class:`devstack.local_kafka.LocalBroker` on free ports in a temp
 dir, stopped at the end. moto is slow (receive deep-copies messages, delete is O(queue length)), so absolute
 figures say more about moto than about AWS. The ratio is what to watch.
 """
@@ -36,10 +36,14 @@ from aiobotocore.session import get_session
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from connectors.clock import SystemClock
-from connectors.kafka import LocalBroker, find_free_ports
 from connectors.sqs import SqsQueue
-from streams.bridge import Bridge
-from streams.topics import DEAD_LETTERS, DEFAULT_PARTITIONS, ORDER_CHANGES, ensure_topics
+from devstack.local_kafka import LocalBroker, find_free_ports
+from streams.bridge import Bridge, BridgeConfig
+from streams.settings import KafkaSettings
+from streams.topic_admin import ensure_topics
+from streams.topics import DEAD_LETTERS, ORDER_CHANGES
+
+PARTITIONS = 12
 
 REGION = "us-east-1"
 
@@ -158,15 +162,14 @@ async def bridge_run(url: str, bootstrap: str, pollers: int, messages: int) -> t
     topic, dead = f"bench-changes-{uuid.uuid4().hex[:8]}", f"bench-dead-{uuid.uuid4().hex[:8]}"
     # Created up front, as `solicit bridge` does, so the run measures forwarding rather than topic creation.
     specs = (dataclasses.replace(ORDER_CHANGES, name=topic), dataclasses.replace(DEAD_LETTERS, name=dead))
-    await ensure_topics(bootstrap, partitions=DEFAULT_PARTITIONS, topics=specs)
+    kafka = KafkaSettings(bootstrap_servers=bootstrap, partitions=PARTITIONS)
+    await ensure_topics(kafka, specs)
     bridge = Bridge(
-        queue_url=url,
-        bootstrap_servers=bootstrap,
+        config=BridgeConfig(queue_url=url, pollers=pollers, stats_interval=3600.0),
+        kafka=kafka,
         clock=SystemClock(),
-        pollers=pollers,
         order_changes_topic=topic,
         dead_letters_topic=dead,
-        stats_interval=3600.0,
     )
     began = time.perf_counter()
     task = asyncio.create_task(bridge.run())
@@ -189,7 +192,7 @@ async def records_in(bootstrap: str, topic: str) -> int:
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
     await consumer.start()
     try:
-        ends = await consumer.end_offsets([TopicPartition(topic, p) for p in range(DEFAULT_PARTITIONS)])
+        ends = await consumer.end_offsets([TopicPartition(topic, p) for p in range(PARTITIONS)])
         return sum(ends.values())
     finally:
         await consumer.stop()
@@ -202,7 +205,7 @@ async def sqs_client() -> AsyncIterator[Any]:
 
 
 async def measure(bootstrap: str, messages: int, poller_counts: list[int]) -> None:
-    print(f"messages={messages} kafka={bootstrap} partitions={DEFAULT_PARTITIONS}")
+    print(f"messages={messages} kafka={bootstrap} partitions={PARTITIONS}")
     print(f"{'pollers':>7} {'baseline msg/s':>15} {'bridge msg/s':>13} {'ratio':>6} {'duplicates':>10}")
     async with sqs_client() as client:
         for pollers in poller_counts:

@@ -14,8 +14,8 @@ import json
 import time
 from datetime import UTC, datetime, timedelta
 
+from devstack.demo.scenario import _notification
 from statemachine import OrderChanged, SendResult, SendResultKind, TimerFired, apply, parse_notification
-from streams.demo.scenario import _notification
 
 NOW = datetime(2026, 3, 10, tzinfo=UTC)
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 
+from bench.sandbox_load import run_load
 from connectors.clock import SystemClock
-from connectors.sandbox import FaultConfig, SandboxConfig, SandboxServer
-from connectors.sandbox.load import run_load
+from devstack.sandbox import FaultConfig, SandboxConfig, SandboxServer
 
 
 async def _main(sellers: int, orders: int, latency: float) -> None:

@@ -27,9 +27,11 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from streams.demo.scenario import _notification
-from streams.demo.stack import ChildProcess, local_kafka, solicit_argv
-from streams.topics import ORDER_CHANGES, OUTCOMES, ensure_topics
+from devstack.demo.scenario import _notification
+from devstack.demo.stack import ChildProcess, local_kafka, solicit_argv
+from streams.settings import KafkaSettings
+from streams.topic_admin import ensure_topics
+from streams.topics import ORDER_CHANGES, OUTCOMES
 
 
 async def produce(bootstrap: str, topic: str, count: int) -> None:
@@ -88,7 +90,7 @@ async def main(orders: int, partitions: int) -> None:
         local_kafka(Path(tmp) / "kafka") as (bootstrap, _),
     ):
         prefix = f"bench-{uuid.uuid4().hex[:6]}."
-        await ensure_topics(bootstrap, partitions=partitions, prefix=prefix)
+        await ensure_topics(KafkaSettings(bootstrap_servers=bootstrap, partitions=partitions, topic_prefix=prefix))
         changes, outcomes = ORDER_CHANGES.named(prefix), OUTCOMES.named(prefix)
         start = time.perf_counter()
         await produce(bootstrap, changes, orders)
@@ -99,12 +101,12 @@ async def main(orders: int, partitions: int) -> None:
 
         env_prefix = {
             "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-            "SOLICIT_TOPIC_PREFIX": prefix,
-            "SOLICIT_APP_ID": f"bench-{prefix}",
-            "SOLICIT_PARTITIONS": str(partitions),
-            "SOLICIT_DATA_DIR": str(Path(tmp) / "state"),
-            "SOLICIT_WORKER_ID": "bench",
-            "SOLICIT_STANDBY_REPLICAS": "0",
+            "SOLICIT_KAFKA__TOPIC_PREFIX": prefix,
+            "SOLICIT_WORKER__APP_ID": f"bench-{prefix}",
+            "SOLICIT_KAFKA__PARTITIONS": str(partitions),
+            "SOLICIT_WORKER__DATA_DIR": str(Path(tmp) / "state"),
+            "SOLICIT_WORKER__ID": "bench",
+            "SOLICIT_WORKER__STANDBY_REPLICAS": "0",
             "SOLICIT_LOG_LEVEL": "warning",
         }
         import os

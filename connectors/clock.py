@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
 
 class Clock(Protocol):
     """What code that needs time is given."""
@@ -76,6 +78,29 @@ class SimulatedClock:
 
     def real_seconds(self, business: timedelta) -> float:
         return business.total_seconds() / self.speed
+
+
+class Simulation(BaseModel):
+    """Settings of simulated business time; unset ``start`` means the wall clock (production)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    start: AwareDatetime | None = Field(
+        default=None, description="When set, business time is simulated and starts here (ISO-8601 with offset)."
+    )
+    speed: float = Field(default=1.0, gt=0, description="Simulated seconds per real second.")
+    anchor: float | None = Field(
+        default=None,
+        description="Real Unix time at which simulated time equals start; every process of a run must share it.",
+    )
+
+    def clock(self) -> Clock:
+        """The process clock these settings describe."""
+        if self.start is None:
+            return SystemClock()
+        if self.anchor is None:
+            return SimulatedClock(start=self.start, speed=self.speed)
+        return SimulatedClock(start=self.start, speed=self.speed, anchor=self.anchor)
 
 
 class ManualClock:

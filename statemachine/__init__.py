@@ -1,10 +1,10 @@
 """Pure order core: ORDER_CHANGE models and parser, the order record, the state machine and timing policy.
 
 No I/O, no asyncio, no Faust/Kafka/HTTP/AWS imports and no wall clock: time is always an argument.
-``tests/unit/test_purity.py`` enforces this.
+``tests/unit/statemachine/test_purity.py`` enforces this.
 """
 
-from statemachine.apply import Event, Outcome, apply
+from statemachine.apply import Decision, Event, apply
 from statemachine.errors import InvalidNotification, InvalidTransition, OrderFlowError
 from statemachine.events import (
     OrderChanged,
@@ -23,6 +23,7 @@ from statemachine.record import TERMINAL_STATES, OrderRecord, OrderState, order_
 __all__ = [
     "DEFAULT_POLICY",
     "TERMINAL_STATES",
+    "Decision",
     "Event",
     "InvalidNotification",
     "InvalidTransition",
@@ -32,7 +33,6 @@ __all__ = [
     "OrderFlowError",
     "OrderRecord",
     "OrderState",
-    "Outcome",
     "Policy",
     "SellerPolicy",
     "SendCommand",

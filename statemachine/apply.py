@@ -1,4 +1,4 @@
-"""``apply(record, event, now, policy) -> Outcome``: the single entry point of the order core.
+"""``apply(record, event, now, policy) -> Decision``: the single entry point of the order core.
 
 Pure: the new record, the commands to emit and the outcome events are computed from the arguments alone.
 The orders agent stores ``outcome.record``, sends ``outcome.commands`` and publishes ``outcome.events``.
@@ -21,6 +21,7 @@ Guarantees (each has tests):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -52,7 +53,7 @@ _ACTIVE = frozenset({S.PENDING, S.SHIPPED, S.ELIGIBLE, S.WAITING})
 
 
 @dataclass(frozen=True, slots=True)
-class Outcome:
+class Decision:
     """What ``apply`` decided.
 
     ``record`` is the record to store (``None``: there is no order to store, e.g. a timer for an unknown
@@ -70,7 +71,7 @@ class Outcome:
 Event = OrderChanged | TimerFired | SendResult
 
 
-def apply(record: OrderRecord | None, event: Event, now: datetime, policy: Policy = DEFAULT_POLICY) -> Outcome:
+def apply(record: OrderRecord | None, event: Event, now: datetime, policy: Policy = DEFAULT_POLICY) -> Decision:
     """Apply one event to one order's record at time ``now`` (timezone-aware)."""
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
@@ -83,7 +84,7 @@ def apply(record: OrderRecord | None, event: Event, now: datetime, policy: Polic
         step.timer_fired()
     else:
         step.send_result(event)
-    return step.outcome()
+    return step.decision()
 
 
 class _Step:
@@ -101,12 +102,12 @@ class _Step:
 
     # --- result -----------------------------------------------------------------------------------------
 
-    def outcome(self) -> Outcome:
+    def decision(self) -> Decision:
         record = self.record
         if record is not None and record is not self.original:
             record = record.model_copy(update={"next_due": self._next_due(record), "updated_at": self.now})
         changed = record is not self.original or self.delete
-        return Outcome(
+        return Decision(
             record=record,
             commands=tuple(self.commands),
             events=tuple(self.events),
@@ -340,78 +341,106 @@ class _Step:
         if record is None:
             return
         kind = result.result
-        rid = result.request_id
-        if kind is SendResultKind.SENT or (kind is SendResultKind.NOT_AVAILABLE and result.after_ambiguous_attempt):
-            if record.state is not S.SENT:
-                reason = (
-                    "solicitation created"
-                    if kind is SendResultKind.SENT
-                    else "already solicited: 403 not available after an attempt that may have taken effect"
-                )
-                self._move(Trigger.CONFIRM_SENT, reason, rid, due_at=None, lease_expires_at=None, failures=0)
+        if kind is SendResultKind.SENT or (kind is SendResultKind.NOT_AVAILABLE and result.maybe_sent):
+            self._confirm_sent(result)
             return
         if record.state is not S.ELIGIBLE or result.lease_id != record.lease_id:
             return  # stale or duplicate: another lease, or the order moved on
-        detail = f": {result.reason}" if result.reason else ""
-        if kind is SendResultKind.NOT_YET_AVAILABLE:
-            self._wait_or_expire(
-                Trigger.NOT_YET,
-                self.now + self.timing.recheck_interval,
-                "not offered yet; re-check later",
-                rid,
-                checks=record.checks + 1,
-                failures=0,
-            )
-        elif kind is SendResultKind.NOT_AVAILABLE:
-            # GET offered it, then POST says "not available": someone (Seller Central, an earlier attempt)
-            # solicited in between. Inside the window that is the only reading that fits.
-            if self.now > self._deadline():
-                self._move(Trigger.EXPIRE, f"not available and window closed{detail}", rid, lease_expires_at=None)
-            else:
-                self._move(
-                    Trigger.CONFIRM_SENT,
-                    "already solicited: Amazon says not available for this order",
-                    rid,
-                    lease_expires_at=None,
-                    failures=0,
-                )
-        elif kind is SendResultKind.OUTSIDE_WINDOW:
-            assert record.window_start is not None
-            middle = record.window_start + (self._deadline() - record.window_start) / 2
-            if self.now < middle:
-                self._wait_or_expire(
-                    Trigger.NOT_YET,
-                    self.now + self.timing.recheck_interval,
-                    "Amazon says outside the 5-30 day range; re-check later",
-                    rid,
-                    checks=record.checks + 1,
-                )
-            else:
-                self._move(Trigger.EXPIRE, "Amazon says outside the 5-30 day range", rid, lease_expires_at=None)
-        elif kind is SendResultKind.RETRYABLE_FAILURE:
-            failures = record.failures + 1
-            delay = retry_delay(failures, self.timing, record.key)
-            if result.retry_after_seconds is not None:
-                delay = max(delay, timedelta(seconds=result.retry_after_seconds))
-            self._wait_or_expire(
-                Trigger.RETRY,
-                self.now + delay,
-                f"retryable failure{detail}",
-                rid,
-                failures=failures,
-                maybe_sent=record.maybe_sent or result.after_ambiguous_attempt,
-            )
-        elif kind is SendResultKind.PERMANENT_FAILURE:
-            self._move(Trigger.FAIL, f"permanent failure{detail}", rid, lease_expires_at=None)
-        elif kind is SendResultKind.DEFERRED:
-            delay = (
-                timedelta(seconds=result.retry_after_seconds)
-                if result.retry_after_seconds is not None
-                else self.timing.recheck_interval
-            )
-            self._wait_or_expire(Trigger.DEFER, self.now + delay, f"deferred{detail}", rid)
-        else:
-            self._move(Trigger.SKIP, "dry run: offered, not sent", rid, lease_expires_at=None)
+        _RESULT_HANDLERS[kind](self, result)
+
+    def _confirm_sent(self, result: SendResult) -> None:
+        assert self.record is not None
+        if self.record.state is S.SENT:
+            return
+        reason = (
+            "solicitation created"
+            if result.result is SendResultKind.SENT
+            else "already solicited: 403 not available after an attempt that may have taken effect"
+        )
+        self._move(Trigger.CONFIRM_SENT, reason, result.request_id, due_at=None, lease_expires_at=None, failures=0)
+
+    def _not_yet_available(self, result: SendResult) -> None:
+        assert self.record is not None
+        self._wait_or_expire(
+            Trigger.NOT_YET,
+            self.now + self.timing.recheck_interval,
+            "not offered yet; re-check later",
+            result.request_id,
+            checks=self.record.checks + 1,
+            failures=0,
+        )
+
+    def _not_available(self, result: SendResult) -> None:
+        # GET offered it, then POST says "not available": someone (Seller Central, an earlier attempt) solicited in
+        # between. Inside the window that is the only reading that fits.
+        rid = result.request_id
+        if self.now > self._deadline():
+            self._move(Trigger.EXPIRE, f"not available and window closed{_detail(result)}", rid, lease_expires_at=None)
+            return
+        reason = "already solicited: Amazon says not available for this order"
+        self._move(Trigger.CONFIRM_SENT, reason, rid, lease_expires_at=None, failures=0)
+
+    def _outside_window(self, result: SendResult) -> None:
+        record = self.record
+        assert record is not None and record.window_start is not None
+        rid = result.request_id
+        middle = record.window_start + (self._deadline() - record.window_start) / 2
+        if self.now >= middle:
+            self._move(Trigger.EXPIRE, "Amazon says outside the 5-30 day range", rid, lease_expires_at=None)
+            return
+        self._wait_or_expire(
+            Trigger.NOT_YET,
+            self.now + self.timing.recheck_interval,
+            "Amazon says outside the 5-30 day range; re-check later",
+            rid,
+            checks=record.checks + 1,
+        )
+
+    def _retryable_failure(self, result: SendResult) -> None:
+        record = self.record
+        assert record is not None
+        failures = record.failures + 1
+        delay = retry_delay(failures, self.timing, record.key)
+        if result.retry_after_seconds is not None:
+            delay = max(delay, timedelta(seconds=result.retry_after_seconds))
+        self._wait_or_expire(
+            Trigger.RETRY,
+            self.now + delay,
+            f"retryable failure{_detail(result)}",
+            result.request_id,
+            failures=failures,
+            maybe_sent=record.maybe_sent or result.maybe_sent,
+        )
+
+    def _permanent_failure(self, result: SendResult) -> None:
+        self._move(Trigger.FAIL, f"permanent failure{_detail(result)}", result.request_id, lease_expires_at=None)
+
+    def _deferred(self, result: SendResult) -> None:
+        delay = (
+            timedelta(seconds=result.retry_after_seconds)
+            if result.retry_after_seconds is not None
+            else self.timing.recheck_interval
+        )
+        self._wait_or_expire(Trigger.DEFER, self.now + delay, f"deferred{_detail(result)}", result.request_id)
+
+    def _dry_run(self, result: SendResult) -> None:
+        self._move(Trigger.SKIP, "dry run: offered, not sent", result.request_id, lease_expires_at=None)
 
 
-__all__ = ["Event", "Outcome", "apply"]
+def _detail(result: SendResult) -> str:
+    return f": {result.reason}" if result.reason else ""
+
+
+_RESULT_HANDLERS: dict[SendResultKind, Callable[[_Step, SendResult], None]] = {
+    SendResultKind.NOT_YET_AVAILABLE: _Step._not_yet_available,
+    SendResultKind.NOT_AVAILABLE: _Step._not_available,
+    SendResultKind.OUTSIDE_WINDOW: _Step._outside_window,
+    SendResultKind.RETRYABLE_FAILURE: _Step._retryable_failure,
+    SendResultKind.PERMANENT_FAILURE: _Step._permanent_failure,
+    SendResultKind.DEFERRED: _Step._deferred,
+    SendResultKind.DRY_RUN: _Step._dry_run,
+}
+"""What a result of the current lease does; SENT (and NOT_AVAILABLE after an ambiguous create) never get here."""
+
+
+__all__ = ["Decision", "Event", "apply"]

@@ -9,15 +9,14 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from statemachine.notification import IsoDateTime, Notification
+from statemachine.notification import Notification
 from statemachine.record import OrderState, order_key
+from statemachine.types import FrozenModel, IsoDateTime
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
+class _Model(FrozenModel):
     schema_version: int = 1
 
 
@@ -67,8 +66,6 @@ class TimerFired(_Model):
     kind: Literal["timer_fired"] = "timer_fired"
     seller_id: str
     order_id: str
-    index_due_ms: int | None = None
-    """The due time of the index entry that fired (streams bookkeeping; ``apply`` does not use it)."""
 
     @property
     def key(self) -> str:
@@ -107,7 +104,7 @@ class SendResult(_Model):
     request_id: str | None = None
     reason: str = ""
     retry_after_seconds: float | None = Field(default=None, ge=0)
-    after_ambiguous_attempt: bool = False
+    maybe_sent: bool = False
     """A create call failed in a way that may have taken effect (with ``not_available``: it did, so the order is
     sent; with ``retryable_failure``: it may have, so the next attempt must create directly)."""
 

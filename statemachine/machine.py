@@ -101,8 +101,3 @@ def fire(state: OrderState, trigger: Trigger) -> OrderState:
     finally:
         _MACHINE.remove_model(model)
     return OrderState(model.state)
-
-
-def allowed(state: OrderState, trigger: Trigger) -> bool:
-    """Whether the table has an edge for ``trigger`` out of ``state``."""
-    return bool(_MACHINE.get_transitions(trigger.value, source=state.value))

@@ -1,6 +1,6 @@
 """Amazon marketplaces: id -> country, SP-API region, and the time zone used for send hours.
 
-Pure data (``../shared/docs/spapi-reference.md`` §4). India and the Middle East/Africa marketplaces use the EU
+Pure data (``docs/amazon-facts.md`` §4). India and the Middle East/Africa marketplaces use the EU
 endpoint. An unknown marketplace id is an unknown region: callers get ``None`` / a ``KeyError``, never a default.
 
 Time zones: one IANA zone per marketplace, the zone most of its buyers live in. The United States, Canada,

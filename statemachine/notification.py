@@ -15,41 +15,14 @@ plain string instead of failing the whole notification; known values become the 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Literal, TypeVar
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from statemachine.types import IsoDateTime, OrderIdStr, SellerIdStr
 
 E = TypeVar("E", bound=StrEnum)
-
-
-def _parse_datetime(value: Any) -> datetime:
-    if isinstance(value, datetime):
-        parsed = value
-    elif isinstance(value, str):
-        try:
-            parsed = datetime.fromisoformat(value)
-        except ValueError:
-            raise ValueError(f"is not an ISO-8601 date-time: {value[:40]!r}") from None
-    else:
-        raise ValueError(f"must be an ISO-8601 date-time string, not {type(value).__name__}")
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    try:
-        return parsed.astimezone(UTC)
-    except OverflowError:
-        raise ValueError(f"is out of range once converted to UTC: {value!r}") from None
-
-
-def format_datetime(value: datetime) -> str:
-    """ISO-8601 in UTC with a ``Z`` suffix, the way Amazon writes it."""
-    timespec = "milliseconds" if value.microsecond % 1000 == 0 else "microseconds"
-    return value.astimezone(UTC).isoformat(timespec=timespec).replace("+00:00", "Z")
-
-
-IsoDateTime = Annotated[datetime, BeforeValidator(_parse_datetime), PlainSerializer(format_datetime)]
-"""A date-time that must be ISO-8601 on the wire; always UTC once parsed."""
 
 
 def _open(enum: type[E]) -> AfterValidator:
@@ -104,10 +77,6 @@ OpenFulfillmentType = Annotated[str, _open(FulfillmentType)]
 OpenOrderType = Annotated[str, _open(OrderType)]
 
 
-SellerIdStr = Annotated[str, Field(pattern=r"^[A-Za-z0-9]{1,64}$")]
-"""Seller (merchant) ids are alphanumeric; they become part of Kafka keys and log lines."""
-OrderIdStr = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9-]{0,63}$")]
-"""Amazon order ids are 3-7-7 digits; we accept letters, digits and dashes: the id goes into an API path."""
 MarketplaceIdStr = Annotated[str, Field(pattern=r"^[A-Za-z0-9]{1,32}$")]
 
 

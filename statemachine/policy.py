@@ -1,6 +1,6 @@
 """Eligibility and timing policy: pure functions of an order's dates, the seller's settings and ``now``.
 
-The rules (``../shared/docs/spapi-reference.md`` §7):
+The rules (``docs/amazon-facts.md`` §7):
 
 * **Window.** Amazon accepts a solicitation from ``EarliestDeliveryDate + 5 d`` to ``LatestDeliveryDate + 30 d``.
   Without a LatestDeliveryDate we use the EarliestDeliveryDate for both ends (the shorter, safe window).
@@ -65,16 +65,30 @@ class Timing(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    recheck_interval: timedelta = Field(default=timedelta(hours=24), gt=timedelta(0))
-    lease_timeout: timedelta = Field(default=timedelta(minutes=30), gt=timedelta(0))
-    retry_initial: timedelta = Field(default=timedelta(minutes=5), gt=timedelta(0))
-    retry_max: timedelta = Field(default=timedelta(hours=6), gt=timedelta(0))
-    afn_transit_days: float = Field(default=3.0, ge=0)
-    afn_max_transit_days: float = Field(default=7.0, ge=0)
-    pending_timeout: timedelta = Field(default=timedelta(days=60), gt=timedelta(0))
-    retention: timedelta = Field(default=timedelta(days=90), gt=timedelta(0))
-    history_limit: int = Field(default=20, ge=1)
-    notification_ids_limit: int = Field(default=32, ge=1)
+    recheck_interval: timedelta = Field(
+        default=timedelta(hours=24), gt=timedelta(0), description="Re-check after 'not yet available'."
+    )
+    lease_timeout: timedelta = Field(
+        default=timedelta(minutes=30), gt=timedelta(0), description="Issue a command again when unanswered this long."
+    )
+    retry_initial: timedelta = Field(
+        default=timedelta(minutes=5), gt=timedelta(0), description="First backoff after a failed send."
+    )
+    retry_max: timedelta = Field(
+        default=timedelta(hours=6), gt=timedelta(0), description="Longest backoff after failed sends."
+    )
+    afn_transit_days: float = Field(default=3.0, ge=0, description="FBA: estimated days from shipment to delivery.")
+    afn_max_transit_days: float = Field(
+        default=7.0, ge=0, description="FBA: latest estimated delivery, in days after shipment."
+    )
+    pending_timeout: timedelta = Field(
+        default=timedelta(days=60), gt=timedelta(0), description="Expire orders not shipped this long."
+    )
+    retention: timedelta = Field(
+        default=timedelta(days=90), gt=timedelta(0), description="Keep finished orders this long, then purge."
+    )
+    history_limit: int = Field(default=20, ge=1, description="Transitions kept in an order's history.")
+    notification_ids_limit: int = Field(default=32, ge=1, description="NotificationIds kept per order for dedup.")
 
 
 class Policy(BaseModel):

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict
-
-from statemachine.notification import IsoDateTime
+from statemachine.types import FrozenModel, IsoDateTime
 
 
 class OrderState(StrEnum):
@@ -48,11 +46,7 @@ def order_key(seller_id: str, order_id: str) -> str:
     return f"{seller_id}/{order_id}"
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class Transition(_Model):
+class Transition(FrozenModel):
     """One entry of an order's history."""
 
     at: IsoDateTime
@@ -62,7 +56,7 @@ class Transition(_Model):
     reason: str
 
 
-class OrderRecord(_Model):
+class OrderRecord(FrozenModel):
     """One order, as stored in the orders table (JSON)."""
 
     schema_version: int = 1

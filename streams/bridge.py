@@ -35,14 +35,26 @@ from datetime import datetime
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
+from pydantic import BaseModel, ConfigDict, Field
 
 from connectors.clock import Clock
+from connectors.kafka import KafkaConnection, idempotent_producer
 from connectors.sqs import MAX_BATCH, MAX_WAIT_SECONDS, QueueMisconfigured, SqsError, SqsMessage, SqsQueue
 from statemachine import InvalidNotification, Notification, order_key, parse_notification
 from streams.deadletters import DeadLetter
 from streams.topics import DEAD_LETTERS, ORDER_CHANGES
 
-__all__ = ["AfterProduce", "Bridge", "BridgeCounters", "Outbound", "Settled", "forwarded_value", "route", "settle"]
+__all__ = [
+    "AfterProduce",
+    "Bridge",
+    "BridgeConfig",
+    "BridgeCounters",
+    "Outbound",
+    "Settled",
+    "forwarded_value",
+    "route",
+    "settle",
+]
 
 log = logging.getLogger(__name__)
 
@@ -128,48 +140,54 @@ def settle(outbounds: Sequence[Outbound], results: Sequence[object]) -> Settled:
     return settled
 
 
+class BridgeConfig(BaseModel):
+    """The bridge's settings (``SOLICIT_BRIDGE__*``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    queue_url: str = Field(default="", description="URL of the SQS queue Amazon delivers ORDER_CHANGE to.")
+    pollers: int = Field(default=4, ge=1, le=64, description="Concurrent SQS long-poll loops.")
+    visibility_timeout: int = Field(
+        default=60, ge=1, le=43200, description="Seconds a received message stays hidden while it is forwarded."
+    )
+    wait_seconds: int = Field(
+        default=MAX_WAIT_SECONDS, ge=0, le=MAX_WAIT_SECONDS, description="Long-poll wait of one receive, in seconds."
+    )
+    max_messages: int = Field(default=MAX_BATCH, ge=1, le=MAX_BATCH, description="Messages per receive.")
+    stats_interval: float = Field(default=30.0, gt=0, description="Seconds between the bridge's counter log lines.")
+
+
 class Bridge:
     """Forwards one SQS queue to Kafka until :meth:`stop`. Owns its SQS client and producer for the run.
 
-    ``wait_seconds`` and ``max_messages`` are the long-poll parameters; tests shorten them. ``after_produce`` is a
-    test seam only (fault injection between the acks and the delete); production never sets it.
+    ``after_produce`` is a test seam only (fault injection between the acks and the delete); production never sets it.
     """
 
     def __init__(
         self,
         *,
-        queue_url: str,
-        bootstrap_servers: str,
+        config: BridgeConfig,
+        kafka: KafkaConnection,
         clock: Clock,
-        pollers: int = 4,
-        visibility_timeout: int = 60,
-        wait_seconds: int = MAX_WAIT_SECONDS,
-        max_messages: int = MAX_BATCH,
         order_changes_topic: str = ORDER_CHANGES.name,
         dead_letters_topic: str = DEAD_LETTERS.name,
-        stats_interval: float = 30.0,
         client_id: str = "solicit-bridge",
         after_produce: AfterProduce | None = None,
     ) -> None:
-        if pollers < 1:
-            raise ValueError("pollers must be at least 1")
-        if not 1 <= max_messages <= MAX_BATCH:
-            raise ValueError(f"max_messages must be in 1..{MAX_BATCH}")
-        if not 0 <= wait_seconds <= MAX_WAIT_SECONDS:
-            raise ValueError(f"wait_seconds must be in 0..{MAX_WAIT_SECONDS}")
-        if visibility_timeout < 1:
-            raise ValueError("visibility_timeout must be at least 1 second")
-        self.queue_url = queue_url
-        self.bootstrap_servers = bootstrap_servers
-        self.pollers = pollers
-        self.visibility_timeout = visibility_timeout
+        if not config.queue_url:
+            raise ValueError("the bridge needs a queue URL (SOLICIT_BRIDGE__QUEUE_URL)")
+        self.config = config
+        self.kafka = kafka
+        self.queue_url = config.queue_url
+        self.pollers = config.pollers
+        self.visibility_timeout = config.visibility_timeout
         self.order_changes_topic = order_changes_topic
         self.dead_letters_topic = dead_letters_topic
         self.counters = BridgeCounters()
         self._clock = clock
-        self._wait_seconds = wait_seconds
-        self._max_messages = max_messages
-        self._stats_interval = stats_interval
+        self._wait_seconds = config.wait_seconds
+        self._max_messages = config.max_messages
+        self._stats_interval = config.stats_interval
         self._client_id = client_id
         self._after_produce = after_produce
         self._stopping = asyncio.Event()
@@ -186,12 +204,7 @@ class Bridge:
     async def run(self) -> None:
         """Forward until :meth:`stop`. Raises :class:`QueueMisconfigured` or a ``KafkaError`` when it cannot run."""
         async with SqsQueue.open(self.queue_url, max_connections=2 * self.pollers + 2) as queue:
-            producer = AIOKafkaProducer(
-                bootstrap_servers=self.bootstrap_servers,
-                client_id=self._client_id,
-                acks="all",
-                enable_idempotence=True,
-            )
+            producer = idempotent_producer(self.kafka, client_id=self._client_id)
             try:
                 await producer.start()
                 log.info(

@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from statemachine.notification import IsoDateTime
+from statemachine.types import IsoDateTime
 
 
 class DeadLetter(BaseModel):

@@ -1,9 +1,9 @@
 """The durable due-time index: which orders of a partition need a timer look, found without scanning the table.
 
-Layout (streaming-notes §4): a RocksDB-backed Faust table, co-partitioned with the orders table, whose keys are
-``0x01 ‖ big-endian u64 due time in ms ‖ order key`` with empty values. RocksDB orders keys bytewise, so within a
-partition the index is sorted by due time. Faust's own offset key (``__faust\\x00offset__``) sorts after every
-``0x01`` key and is never reached by our bounded scans.
+Layout (docs/architecture.md, "Durable timers"): a RocksDB-backed Faust table, co-partitioned with the orders
+table, whose keys are ``0x01 ‖ big-endian u64 due time in ms ‖ order key`` with empty values. RocksDB orders keys
+bytewise, so within a partition the index is sorted by due time. Faust's own offset key (``__faust\\x00offset__``)
+sorts after every ``0x01`` key and is never reached by our bounded scans.
 
 * **Writes** happen only in the orders agent (inside stream iteration, as Faust requires): when an order's
   ``next_due`` changes, its old index key is deleted and the new one inserted in the same event. The index is
@@ -16,8 +16,8 @@ partition the index is sorted by due time. Faust's own offset key (``__faust\\x0
   orders agent re-checks and acts. Entries already sent and not yet processed are remembered (``inflight``) so a
   slow agent does not get the same entry again every tick.
 
-This module is the only place that touches Faust's private store internals (``table.data._dbs``), and pins
-the assumptions in one tested helper: raw mode, one ``Rdict`` per partition.
+This module is the only place that touches Faust's private store internals (``table.data._dbs``, in
+:func:`partition_stores`), and pins the assumptions there: raw mode, one ``Rdict`` per partition.
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
+
+from statemachine import TimerFired
 
 PREFIX = b"\x01"
 _U64 = struct.Struct(">Q")
@@ -65,6 +67,18 @@ class DueEntry:
         if len(key) <= 9 or not key.startswith(PREFIX):
             raise ValueError(f"not a due-index key: {key[:20]!r}")
         return cls(key=key, due_ms=_U64.unpack(key[1:9])[0], order_key=key[9:].decode())
+
+
+class DueFiring(TimerFired):
+    """The ``TimerFired`` the timer publishes: the core's event plus the index entry it came from, so the orders
+    agent can delete a leftover entry (streams bookkeeping; ``apply`` does not use it)."""
+
+    index_due_ms: int | None = None
+
+    @classmethod
+    def of(cls, entry: DueEntry) -> DueFiring:
+        seller_id, _, order_id = entry.order_key.partition("/")
+        return cls(seller_id=seller_id, order_id=order_id, index_due_ms=entry.due_ms)
 
 
 class RawDB(Protocol):
@@ -144,8 +158,27 @@ class DueScanner:
     def reset(self) -> None:
         self._cursors.clear()
 
-    def inflight_count(self) -> int:
-        return sum(len(c.inflight) for c in self._cursors.values())
+
+def partition_stores(table: Any) -> dict[int, RawDB]:
+    """The raw RocksDB store of each partition of a Faust RocksDB table this process has opened.
+
+    Faust's private internals (``table.data._dbs``: partition -> ``Rdict``); this function is the only reader.
+    """
+    stores: dict[int, RawDB] = table.data._dbs
+    return stores
+
+
+def collect_due(
+    scanner: DueScanner, table: Any, partitions: Iterable[int], now: datetime, monotonic: float
+) -> list[tuple[int, DueEntry]]:
+    """The entries due by ``now`` in each of ``partitions`` of the index ``table``, not handed out yet."""
+    stores = partition_stores(table)
+    found: list[tuple[int, DueEntry]] = []
+    for partition in partitions:
+        db = stores.get(partition)
+        if db is not None:
+            found.extend((partition, entry) for entry in scanner.due(partition, db, now, monotonic))
+    return found
 
 
 def active_partitions(assigned: Iterable[Any], changelog_topic: str) -> Iterator[int]:

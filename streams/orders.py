@@ -2,7 +2,7 @@
 
 This is the only writer of order state. It is written against two small seams so it can be tested without
 Faust: an :class:`OrderStore` (the orders table and the due-time index, both of the record's partition) and an
-:class:`Emitter` (the topics it produces to). The Faust agent in ``streams/worker.py`` is a thin loop around
+:class:`Emitter` (the topics it produces to). The Faust agent in ``streams/agents.py`` is a thin loop around
 :meth:`OrdersProcessor.handle`.
 
 Never crashes on input: an undecodable record goes to the dead-letter topic with the reason; a record keyed
@@ -14,35 +14,36 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Protocol
+from typing import Annotated, Any, Protocol
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import Field, TypeAdapter, ValidationError
 
 from connectors.clock import Clock
 from statemachine import (
     Event,
     InvalidNotification,
     OrderChanged,
-    OrderEvent,
     OrderRecord,
     Policy,
     SellerPolicy,
     SendCommand,
     SendResult,
     StateChanged,
-    TimerFired,
     Timing,
     apply,
     parse_notification,
 )
 from statemachine.parse import describe_validation_error
 from streams.deadletters import DeadLetter
-from streams.dueindex import DueScanner, index_key, index_key_ms
+from streams.dueindex import DueFiring, DueScanner, index_key, index_key_ms
 from streams.topics import ORDER_CHANGES
 
 log = logging.getLogger(__name__)
 
-ORDER_EVENT: TypeAdapter[OrderChanged | TimerFired | SendResult] = TypeAdapter(OrderEvent)
+ORDER_EVENT: TypeAdapter[DueFiring | SendResult] = TypeAdapter(
+    Annotated[DueFiring | SendResult, Field(discriminator="kind")]
+)
+"""Values of ``order-events``: timer firings (with their index entry) and send results."""
 
 
 class OrderStore(Protocol):
@@ -73,6 +74,36 @@ class Emitter(Protocol):
         ...
 
 
+class TableStore:
+    """The orders table and the due index as an :class:`OrderStore` (Faust tables, used inside stream iteration)."""
+
+    def __init__(self, orders: Any, due: Any) -> None:
+        self.orders = orders
+        self.due = due
+
+    def get(self, key: str) -> OrderRecord | None:
+        raw = self.orders.get(key.encode())
+        if raw is None:
+            return None
+        try:
+            return OrderRecord.model_validate_json(raw)
+        except ValidationError as exc:
+            log.error("stored record of %s is unreadable (%s); starting it over", key, exc.error_count())
+            return None
+
+    def put(self, record: OrderRecord) -> None:
+        self.orders[record.key.encode()] = record.model_dump_json().encode()
+
+    def delete(self, key: str) -> None:
+        del self.orders[key.encode()]
+
+    def index_add(self, key: bytes) -> None:
+        self.due[key] = b""
+
+    def index_remove(self, key: bytes) -> None:
+        del self.due[key]
+
+
 PolicyLookup = Callable[[str], SellerPolicy | None]
 """Seller id -> its policy, or None for a seller the registry does not know."""
 
@@ -98,10 +129,6 @@ class OrdersProcessor:
         self.clock = clock
         self.timing = timing
         self.scanner = scanner
-        self.counts: dict[str, int] = {}
-
-    def _count(self, what: str) -> None:
-        self.counts[what] = self.counts.get(what, 0) + 1
 
     async def handle(self, *, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None) -> None:
         """Process one record of ``order-changes`` or ``order-events``."""
@@ -116,7 +143,6 @@ class OrdersProcessor:
         if key != expected:
             if topic == self.changes_topic and isinstance(event, OrderChanged):
                 log.warning("re-keying %s record at %s/%s to %s", topic, partition, offset, event.key)
-                self._count("rerouted")
                 await self.emitter.reroute(expected, raw)
                 return
             await self._reject(topic, f"record key {key!r} is not the order key {event.key!r}", raw, key, source)
@@ -132,7 +158,6 @@ class OrdersProcessor:
             raise InvalidNotification(f"not an order event: {describe_validation_error(exc)}") from None
 
     async def _reject(self, topic: str, reason: str, raw: bytes, key: bytes | None, source: dict[str, str]) -> None:
-        self._count("dead_lettered")
         log.warning("dead-lettering %s record at %s/%s: %s", topic, source["partition"], source["offset"], reason)
         await self.emitter.dead_letter(
             DeadLetter.build(
@@ -149,16 +174,14 @@ class OrdersProcessor:
         order_key = event.key
         before = self.store.get(order_key)
         policy = Policy(seller=self.policies(event.seller_id) or SellerPolicy(), timing=self.timing)
-        outcome = apply(before, event, self.clock.now(), policy)
-        self._count(event.kind)
+        decision = apply(before, event, self.clock.now(), policy)
 
-        after = None if outcome.delete else outcome.record
+        after = None if decision.delete else decision.record
         old_index = _index_of(before)
         new_index = _index_of(after)
-        if outcome.delete:
+        if decision.delete:
             self.store.delete(order_key)
-            self._count("purged")
-        elif outcome.changed and after is not None:
+        elif decision.changed and after is not None:
             self.store.put(after)
         if new_index != old_index:
             if old_index is not None:
@@ -167,17 +190,16 @@ class OrdersProcessor:
                 self.store.index_add(new_index)
                 if self.scanner is not None:
                     self.scanner.scheduled(partition, new_index)
-        if isinstance(event, TimerFired) and event.index_due_ms is not None:
+        if isinstance(event, DueFiring) and event.index_due_ms is not None:
             fired = index_key_ms(event.index_due_ms, order_key)
             if fired not in (old_index, new_index):  # a leftover entry: drop it so it never fires again
                 self.store.index_remove(fired)
             if self.scanner is not None:
                 self.scanner.done(partition, fired)
 
-        for command in outcome.commands:
+        for command in decision.commands:
             await self.emitter.command(command)
-            self._count("commands")
-        for changed in outcome.events:
+        for changed in decision.events:
             await self.emitter.outcome(changed)
             log.info("%s: %s -> %s (%s)", changed.order_key, changed.source.value, changed.dest.value, changed.reason)
 

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from statemachine.events import SendResultKind, StateChanged
-from statemachine.notification import IsoDateTime
+from statemachine.types import IsoDateTime
 
 
 class SendAttempt(BaseModel):

@@ -4,14 +4,14 @@ One :class:`SellerRecord` per seller is the value on the compacted sellers topic
 is, which marketplaces and SP-API region and app serve it, its per-seller policy, and its refresh token **encrypted**
 (:mod:`connectors.crypto`). The worker reads the topic as a table; nothing else stores sellers.
 
-The import file (``solicit sellers import FILE``, format in README.md and ``docs/sellers.example.json``) is parsed
+The import file (``solicit sellers import FILE``, format in ``docs/sellers.md``) is parsed
 into :class:`SellerEntry` objects, whose refresh token is a :class:`pydantic.SecretStr`, so an entry can be printed
 or logged without the token. Import is **all-or-nothing**: :func:`parse_import_file` validates every entry (and
 duplicate ids across entries) before anything is published, and reports every problem at once, each naming the
 seller (or the entry's position when its id is missing) and the field. Problems are built from pydantic's field
 locations and messages only, never from input values, so a misplaced token cannot end up on a terminal.
 
-Pure data: no Kafka and no key here (``streams.registry_store`` does the IO, the CLI owns the cipher).
+Pure data: no Kafka and no key here (``streams.directory`` does the IO, the CLI owns the cipher).
 
 Our exception hierarchy::
 
@@ -32,14 +32,22 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_core import ErrorDetails
 
 from connectors.crypto import TokenCipher
 from statemachine.marketplaces import Region, marketplace
-from statemachine.notification import IsoDateTime, SellerIdStr
 from statemachine.policy import SellerPolicy
-from streams.settings import DEFAULT_APP
+from statemachine.types import IsoDateTime, SellerIdStr
 
 __all__ = [
     "InvalidImportFile",
@@ -56,8 +64,11 @@ __all__ = [
 
 SCHEMA_VERSION: Literal[1] = 1
 
+DEFAULT_APP = "default"
+"""The LWA application a seller belongs to when it names none."""
+
 AppName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
-"""An SP-API application's name: a key of SOLICIT_LWA_APPS, or ``default``."""
+"""An SP-API application's name: a key of SOLICIT_SPAPI__LWA_APPS, or ``default``."""
 
 Label = Annotated[str, Field(min_length=1, max_length=200)]
 
@@ -133,6 +144,10 @@ class RegistryLoadTimeout(RegistryError):
 # --- models --------------------------------------------------------------------------------------------------------
 
 
+def _upper(value: Any) -> Any:
+    return value.upper() if isinstance(value, str) else value
+
+
 class _SellerFields(BaseModel):
     """What the import file and the wire record share, validated the same way in both."""
 
@@ -144,8 +159,9 @@ class _SellerFields(BaseModel):
     """Display name, for people."""
     group: Label | None = None
     """Agency, client or group label, for people and filtering; no effect on sending."""
-    region: Region
-    """The SP-API region (endpoint) the seller's refresh token is valid for."""
+    region: Annotated[Region, BeforeValidator(_upper)]
+    """The SP-API region (endpoint) the seller's refresh token is valid for; any case (Amazon's own host names
+    write it in lower case: ``sellingpartnerapi-na``)."""
     marketplace_ids: tuple[str, ...] = Field(min_length=1)
     """Every marketplace the seller sells in; each must be a known marketplace of ``region``."""
     app: AppName = DEFAULT_APP

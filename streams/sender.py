@@ -34,14 +34,16 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Protocol
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
 from connectors.clock import Clock
 from connectors.crypto import SecretKeyError, TokenCipher
 from connectors.spapi import (
     AccessDenied,
     AppCredentialsRejected,
     AuthorizationRevoked,
+    CreateResult,
     NotAvailable,
-    OutsideWindow,
     RejectedRequest,
     RetryLater,
     SellerCredentials,
@@ -50,9 +52,11 @@ from connectors.spapi import (
     SpApiError,
 )
 from statemachine import SendCommand, SendResult, SendResultKind
+from statemachine.parse import describe_validation_error
 from streams.deadletters import DeadLetter
 from streams.outcomes import SendAttempt
 from streams.registry import SellerRecord
+from streams.topics import SEND_COMMANDS
 
 log = logging.getLogger(__name__)
 K = SendResultKind
@@ -78,13 +82,19 @@ ClientFor = Callable[[str], SolicitationsClient | None]
 """LWA app name -> the client for that app, or None when the app has no credentials configured."""
 
 
-@dataclass(frozen=True)
-class SenderConfig:
+class SenderConfig(BaseModel):
     """How long to defer orders the sender cannot serve now (business time, like every due time)."""
 
-    unknown_seller_retry: timedelta = timedelta(hours=24)
-    attention_retry: timedelta = timedelta(hours=6)
-    """Revoked authorization, access denied, missing app credentials, undecryptable token."""
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    unknown_seller_retry: timedelta = Field(
+        default=timedelta(hours=24), gt=timedelta(0), description="Re-check orders of sellers not in the registry."
+    )
+    attention_retry: timedelta = Field(
+        default=timedelta(hours=6),
+        gt=timedelta(0),
+        description="Re-check orders of sellers with revoked authorization, denied access or missing credentials.",
+    )
 
 
 @dataclass(order=True)
@@ -116,7 +126,9 @@ class Sender:
         sink: ResultSink,
         clock: Clock,
         config: SenderConfig | None = None,
+        commands_topic: str = SEND_COMMANDS.name,
     ) -> None:
+        self.commands_topic = commands_topic
         self.sellers = sellers
         self.client_for = client_for
         self.cipher = cipher
@@ -126,9 +138,26 @@ class Sender:
         self._lanes: dict[str, _Lane] = {}
         self._seq = itertools.count()
         self._closed = False
-        self.counts: dict[str, int] = {}
 
     # --- intake ---------------------------------------------------------------------------------------------
+
+    async def receive(self, *, partition: int, offset: int, value: bytes | None) -> None:
+        """One record of ``send-commands``: queue the command, or dead-letter a record that is not one."""
+        try:
+            command = SendCommand.model_validate_json(value or b"")
+        except ValidationError as exc:
+            log.warning("dead-lettering an unreadable send command at %s@%s", partition, offset)
+            await self.sink.dead_letter(
+                DeadLetter.build(
+                    source=self.commands_topic,
+                    reason=f"not a send command: {describe_validation_error(exc)}",
+                    raw=value or b"",
+                    at=self.clock.now(),
+                    metadata={"partition": str(partition), "offset": str(offset)},
+                )
+            )
+            return
+        self.submit(command, partition)
 
     def submit(self, command: SendCommand, partition: int) -> None:
         """Queue ``command``; a queued command for the same order is replaced by the newer lease."""
@@ -161,11 +190,14 @@ class Sender:
             lane.wake.set()
 
     def queued(self) -> int:
+        """Commands waiting in the lanes."""
         return sum(len(lane.commands) for lane in self._lanes.values())
 
     async def close(self) -> None:
         """Stop every lane; queued commands are dropped (their leases bring them back elsewhere)."""
         self._closed = True
+        if self.queued():
+            log.info("sender stopping: %d queued command(s) come back when their leases run out", self.queued())
         tasks = [lane.task for lane in self._lanes.values() if lane.task is not None]
         for task in tasks:
             task.cancel()
@@ -195,109 +227,94 @@ class Sender:
             if queued is None:
                 break
             command, _partition = queued
+            started = self.clock.monotonic()
             try:
-                await self._send(command, seller)
+                result = await self._carry_out(command, seller)
             except asyncio.CancelledError:
                 raise
             except Exception:  # never let one order kill the seller's lane
                 log.exception("sending %s failed unexpectedly", command.key)
-                await self._publish(command, K.RETRYABLE_FAILURE, reason="internal error in the sender")
+                result = _result(command, K.RETRYABLE_FAILURE, reason="internal error in the sender")
+            await self._publish(command, result, started)
 
-    async def _send(self, command: SendCommand, seller: SellerRecord | None) -> None:
-        started = self.clock.monotonic()
+    # --- one command: each step answers with the command's SendResult -------------------------------------------
+
+    async def _carry_out(self, command: SendCommand, seller: SellerRecord | None) -> SendResult:
         if seller is None:
             log.warning("no seller %s in the registry: deferring %s", command.seller_id, command.key)
-            await self._publish(
-                command,
-                K.DEFERRED,
-                reason=f"seller {command.seller_id} is not in the registry",
-                retry_after=self.config.unknown_seller_retry,
-            )
-            return
+            reason = f"seller {command.seller_id} is not in the registry"
+            return _result(command, K.DEFERRED, reason=reason, retry_after=self.config.unknown_seller_retry)
+        access = self._access(command, seller)
+        if isinstance(access, SendResult):
+            return access
+        client, credentials = access
+        try:
+            return await self._call_amazon(command, seller, client, credentials)
+        except SpApiError as exc:
+            return self._failure(command, seller, exc)
+
+    def _access(
+        self, command: SendCommand, seller: SellerRecord
+    ) -> tuple[SolicitationsClient, SellerCredentials] | SendResult:
+        """The client and credentials for the seller, or the deferral that says why there are none."""
         client = self.client_for(seller.app)
         if client is None:
             log.error("no LWA credentials for app %r of seller %s", seller.app, seller.seller_id)
-            await self._attention(command, f"no LWA credentials configured for app {seller.app!r}")
-            return
+            return self._attention(command, f"no LWA credentials configured for app {seller.app!r}")
         if self.cipher is None:
             log.error("SOLICIT_SECRET_KEY is not set: cannot decrypt the token of seller %s", seller.seller_id)
-            await self._attention(command, "no secret key configured to decrypt the refresh token")
-            return
+            return self._attention(command, "no secret key configured to decrypt the refresh token")
         try:
             token = self.cipher.decrypt(seller.refresh_token_encrypted, seller_id=seller.seller_id)
         except SecretKeyError as exc:
             log.error("%s", exc)
-            await self._attention(command, "refresh token cannot be decrypted with the configured keys")
-            return
-        credentials = SellerCredentials(seller_id=seller.seller_id, refresh_token=token)
+            return self._attention(command, "refresh token cannot be decrypted with the configured keys")
+        return client, SellerCredentials(seller_id=seller.seller_id, refresh_token=token)
+
+    async def _call_amazon(
+        self, command: SendCommand, seller: SellerRecord, client: SolicitationsClient, credentials: SellerCredentials
+    ) -> SendResult:
+        """Check (unless an earlier create may have taken effect), then create; dry-run sellers stop before create."""
         dry_run = seller.policy.dry_run
-        try:
-            if not command.maybe_sent:
-                actions = await client.get_solicitation_actions(credentials, command.order_id, command.marketplace_id)
-                if not actions.offered:
-                    await self._publish(command, K.NOT_YET_AVAILABLE, request_id=actions.request_id, started=started)
-                    return
-                if dry_run:
-                    await self._publish(
-                        command, K.DRY_RUN, request_id=actions.request_id, dry_run=True, started=started
-                    )
-                    return
-            elif dry_run:
-                await self._publish(command, K.DRY_RUN, dry_run=True, started=started)
-                return
-            created = await client.create_product_review_and_seller_feedback(
-                credentials, command.order_id, command.marketplace_id
-            )
-        except RetryLater as exc:
-            await self._publish(
+        if not command.maybe_sent:
+            actions = await client.get_solicitation_actions(credentials, command.order_id, command.marketplace_id)
+            if not actions.offered:
+                return _result(command, K.NOT_YET_AVAILABLE, request_id=actions.request_id)
+            if dry_run:
+                return _result(command, K.DRY_RUN, request_id=actions.request_id)
+        elif dry_run:
+            return _result(command, K.DRY_RUN)
+        created = await client.create_product_review_and_seller_feedback(
+            credentials, command.order_id, command.marketplace_id
+        )
+        return _created(command, created)
+
+    def _failure(self, command: SendCommand, seller: SellerRecord, exc: SpApiError) -> SendResult:
+        """The result for a failed call, named for what the orders agent does next."""
+        if isinstance(exc, RetryLater):
+            retry_after = self._business(exc.retry_after)
+            return _result(
                 command,
                 K.RETRYABLE_FAILURE,
                 reason=str(exc),
                 request_id=exc.request_id,
-                retry_after=self._business(exc.retry_after),
-                ambiguous=exc.maybe_sent,
-                started=started,
+                retry_after=retry_after,
+                maybe_sent=exc.maybe_sent,
             )
-            return
-        except (AuthorizationRevoked, AccessDenied) as exc:
+        if isinstance(exc, (AuthorizationRevoked, AccessDenied)):
             log.error("seller %s needs attention: %s", seller.seller_id, exc)
-            await self._attention(command, str(exc), request_id=exc.request_id)
-            return
-        except AppCredentialsRejected as exc:
+            return self._attention(command, str(exc), request_id=exc.request_id)
+        if isinstance(exc, AppCredentialsRejected):
             log.critical("LWA rejected the credentials of app %r: %s", seller.app, exc)
-            await self._attention(command, str(exc))
-            return
-        except RejectedRequest as exc:
+            return self._attention(command, str(exc))
+        if isinstance(exc, RejectedRequest):
             log.error("Amazon rejected the request for %s: %s", command.key, exc)
-            await self.sink.dead_letter(
-                DeadLetter.build(
-                    source="send-commands",
-                    reason=f"SP-API rejected the request: {exc}",
-                    raw=command.model_dump_json(),
-                    at=self.clock.now(),
-                    key=command.seller_id,
-                )
-            )
-            await self._publish(command, K.PERMANENT_FAILURE, reason=str(exc), request_id=exc.request_id)
-            return
-        except SpApiError as exc:  # a failure class added later: retry rather than lose the order
-            await self._publish(command, K.RETRYABLE_FAILURE, reason=str(exc), request_id=exc.request_id)
-            return
-        if isinstance(created, Sent):
-            await self._publish(command, K.SENT, request_id=created.request_id, started=started)
-        elif isinstance(created, NotAvailable):
-            await self._publish(
-                command,
-                K.NOT_AVAILABLE,
-                request_id=created.request_id,
-                ambiguous=created.after_ambiguous_attempt or command.maybe_sent,
-                started=started,
-            )
-        elif isinstance(created, OutsideWindow):
-            await self._publish(command, K.OUTSIDE_WINDOW, request_id=created.request_id, started=started)
+            return _result(command, K.PERMANENT_FAILURE, reason=str(exc), request_id=exc.request_id)
+        # A failure class added later: retry rather than lose the order.
+        return _result(command, K.RETRYABLE_FAILURE, reason=str(exc), request_id=exc.request_id)
 
-    async def _attention(self, command: SendCommand, reason: str, request_id: str | None = None) -> None:
-        await self._publish(
+    def _attention(self, command: SendCommand, reason: str, request_id: str | None = None) -> SendResult:
+        return _result(
             command, K.DEFERRED, reason=reason, request_id=request_id, retry_after=self.config.attention_retry
         )
 
@@ -306,29 +323,10 @@ class Sender:
         per_business_second = self.clock.real_seconds(timedelta(seconds=1))
         return timedelta(seconds=real_seconds / per_business_second)
 
-    async def _publish(
-        self,
-        command: SendCommand,
-        kind: SendResultKind,
-        *,
-        reason: str = "",
-        request_id: str | None = None,
-        retry_after: timedelta | None = None,
-        ambiguous: bool = False,
-        dry_run: bool = False,
-        started: float | None = None,
-    ) -> None:
-        self.counts[kind.value] = self.counts.get(kind.value, 0) + 1
-        result = SendResult(
-            seller_id=command.seller_id,
-            order_id=command.order_id,
-            lease_id=command.lease_id,
-            result=kind,
-            request_id=request_id,
-            reason=reason,
-            retry_after_seconds=retry_after.total_seconds() if retry_after is not None else None,
-            after_ambiguous_attempt=ambiguous,
-        )
+    # --- publishing -----------------------------------------------------------------------------------------------
+
+    async def _publish(self, command: SendCommand, result: SendResult, started: float) -> None:
+        """The result to the orders agent, the attempt to the outcomes topic, a rejected command to dead letters."""
         await self.sink.result(result)
         await self.sink.attempt(
             SendAttempt(
@@ -337,11 +335,53 @@ class Sender:
                 order_id=command.order_id,
                 marketplace_id=command.marketplace_id,
                 lease_id=command.lease_id,
-                result=kind,
-                reason=reason,
-                request_id=request_id,
-                dry_run=dry_run,
-                duration_ms=int((self.clock.monotonic() - started) * 1000) if started is not None else 0,
+                result=result.result,
+                reason=result.reason,
+                request_id=result.request_id,
+                dry_run=result.result is K.DRY_RUN,
+                duration_ms=int((self.clock.monotonic() - started) * 1000),
                 at=self.clock.now(),
             )
         )
+        if result.result is K.PERMANENT_FAILURE:
+            await self.sink.dead_letter(
+                DeadLetter.build(
+                    source=self.commands_topic,
+                    reason=f"SP-API rejected the request: {result.reason}",
+                    raw=command.model_dump_json(),
+                    at=self.clock.now(),
+                    key=command.seller_id,
+                )
+            )
+
+
+def _result(
+    command: SendCommand,
+    kind: SendResultKind,
+    *,
+    reason: str = "",
+    request_id: str | None = None,
+    retry_after: timedelta | None = None,
+    maybe_sent: bool = False,
+) -> SendResult:
+    return SendResult(
+        seller_id=command.seller_id,
+        order_id=command.order_id,
+        lease_id=command.lease_id,
+        result=kind,
+        request_id=request_id,
+        reason=reason,
+        retry_after_seconds=retry_after.total_seconds() if retry_after is not None else None,
+        maybe_sent=maybe_sent,
+    )
+
+
+def _created(command: SendCommand, created: CreateResult) -> SendResult:
+    """The result of a create call that Amazon answered."""
+    if isinstance(created, Sent):
+        return _result(command, K.SENT, request_id=created.request_id)
+    if isinstance(created, NotAvailable):
+        # After an attempt that may have taken effect (ours, earlier), "not available" means it was sent.
+        maybe_sent = created.maybe_sent or command.maybe_sent
+        return _result(command, K.NOT_AVAILABLE, request_id=created.request_id, maybe_sent=maybe_sent)
+    return _result(command, K.OUTSIDE_WINDOW, request_id=created.request_id)

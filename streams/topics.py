@@ -18,11 +18,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
-
-DEFAULT_PARTITIONS = 12
-
 
 @dataclass(frozen=True)
 class TopicSpec:
@@ -33,14 +28,14 @@ class TopicSpec:
     value: str
     description: str
     partitions: int | None = None
-    """Fixed partition count; None = the deployment's configured count (``SOLICIT_PARTITIONS``)."""
+    """Fixed partition count; None = the deployment's configured count (``SOLICIT_KAFKA__PARTITIONS``)."""
     config: dict[str, str] = field(default_factory=dict)
 
     def partition_count(self, default: int) -> int:
         return self.partitions if self.partitions is not None else default
 
     def named(self, prefix: str) -> str:
-        """The topic's name in a deployment whose topics carry ``prefix`` (``SOLICIT_TOPIC_PREFIX``)."""
+        """The topic's name in a deployment whose topics carry ``prefix`` (``SOLICIT_KAFKA__TOPIC_PREFIX``)."""
         return f"{prefix}{self.name}"
 
 
@@ -53,7 +48,7 @@ ORDER_CHANGES = TopicSpec(
 ORDER_EVENTS = TopicSpec(
     name="solicit.order-events.v1",
     key="order key `<seller id>/<order id>` (UTF-8)",
-    value="`TimerFired` or `SendResult` JSON (`statemachine.events`), discriminated by `kind`",
+    value="`DueFiring` (`streams.dueindex`: a `TimerFired` with its index entry) or `SendResult` JSON, by `kind`",
     description="Internal: timer firings and send results, back to the orders agent (co-partitioned with input).",
 )
 SEND_COMMANDS = TopicSpec(
@@ -78,57 +73,9 @@ SELLERS = TopicSpec(
     name="solicit.sellers.v1",
     key="seller id (UTF-8)",
     value="`SellerRecord` JSON (`streams.registry`), refresh token encrypted; tombstone = removed",
-    description="Registry: one record per seller, compacted; the worker reads it as a global table.",
+    description="Registry: one record per seller, compacted; every worker keeps a live view of the whole topic.",
     partitions=1,
     config={"cleanup.policy": "compact"},
 )
 
 ALL_TOPICS: tuple[TopicSpec, ...] = (ORDER_CHANGES, ORDER_EVENTS, SEND_COMMANDS, OUTCOMES, DEAD_LETTERS, SELLERS)
-
-
-async def ensure_topics(
-    bootstrap_servers: str,
-    *,
-    partitions: int = DEFAULT_PARTITIONS,
-    replication_factor: int = 1,
-    topics: tuple[TopicSpec, ...] = ALL_TOPICS,
-    prefix: str = "",
-) -> list[str]:
-    """Create the topics that do not exist yet; return the names created. Existing topics are left alone."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
-    try:
-        await admin.start()
-        existing = set(await admin.list_topics())
-        wanted = [
-            NewTopic(
-                name=spec.named(prefix),
-                num_partitions=spec.partition_count(partitions),
-                replication_factor=replication_factor,
-                topic_configs=dict(spec.config),
-            )
-            for spec in topics
-            if spec.named(prefix) not in existing
-        ]
-        if not wanted:
-            return []
-        created: list[str] = []
-        for topic in wanted:  # one by one: a concurrent creator makes only its own topic fail
-            try:
-                await admin.create_topics([topic])
-                created.append(topic.name)
-            except TopicAlreadyExistsError:
-                pass
-        return created
-    finally:
-        await admin.close()
-
-
-async def partition_counts(bootstrap_servers: str, names: list[str]) -> dict[str, int]:
-    """Partition count of each named topic that exists."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
-    try:
-        await admin.start()
-        described = await admin.describe_topics(names)
-    finally:
-        await admin.close()
-    return {d["topic"]: len(d["partitions"]) for d in described if d["error_code"] == 0}

@@ -1,6 +1,6 @@
 """Shared test configuration.
 
-Fixture plugins live in ``tests/fixtures/`` and are registered here.
+Fixture plugins live in ``tests/support/`` and are registered here.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-pytest_plugins: list[str] = ["tests.fixtures.kafka", "tests.fixtures.spapi", "tests.fixtures.sqs"]
+pytest_plugins: list[str] = ["tests.support.kafka", "tests.support.spapi", "tests.support.sqs"]
 
 
 @pytest.fixture(autouse=True)

@@ -2,7 +2,7 @@
 
 Modules, each owning one concern:
 
-* :mod:`.client` - :class:`SolicitationsClient`, the only thing the sink agent calls;
+* :mod:`.client` - :class:`SolicitationsClient`, the only thing the sender calls;
 * :mod:`.results` - what a call tells about an order (sent, not available, outside the window, offered);
 * :mod:`.errors` - what went wrong, named for what the caller does next (the tree is in its docstring);
 * :mod:`.lwa` - access tokens per seller (cache, single flight, refresh ahead of expiry);

@@ -3,13 +3,13 @@
 It owns everything between "send this order's solicitation" and Amazon's answer: the endpoint for the
 marketplace, the seller's LWA access token, the seller's rate-limit bucket, retries with capped exponential
 backoff and jitter inside a total deadline per call, and the mapping of every response to a result or an error
-(:mod:`connectors.spapi.responses`). The caller (the sink agent) sees only :mod:`~connectors.spapi.results` and
+(:mod:`connectors.spapi.responses`). The caller (the sender) sees only :mod:`~connectors.spapi.results` and
 :mod:`~connectors.spapi.errors`.
 
 Retries: 429, 5xx, 408, timeouts and connection errors are retried until ``max_attempts`` or the call deadline;
 then :class:`RetryLater` tells the caller when to come back. A POST that failed *ambiguously* (5xx, or a timeout
 after the request was written) is retried as a POST: if Amazon took the first one, the retry answers 403 "not
-available", which we report as ``NotAvailable(after_ambiguous_attempt=True)`` so the order is treated as sent.
+available", which we report as ``NotAvailable(maybe_sent=True)`` so the order is treated as sent.
 A 403 about access is retried once with a freshly exchanged token before it becomes :class:`AccessDenied`.
 
 Time: deadlines and buckets use the injected clock's ``monotonic()`` and waits use the injected ``sleep``, so unit
@@ -23,13 +23,14 @@ import logging
 import platform
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from importlib.metadata import PackageNotFoundError, version
 from types import TracebackType
 from typing import Literal, TypeVar, cast
 from urllib.parse import quote
 
 import httpx
+from pydantic import BaseModel, ConfigDict, Field
 
 from connectors.clock import Clock
 
@@ -68,30 +69,43 @@ def user_agent() -> str:
     return f"solicit/{ours} ({runtime})"
 
 
-@dataclass(frozen=True, slots=True)
-class ClientConfig:
-    """Tuning of the client. Defaults match Amazon's default Solicitations plan (1 request/s, burst 5)."""
+class ClientConfig(BaseModel):
+    """Tuning of the client. Defaults match Amazon's default Solicitations plan (1 request/s, burst 5).
 
-    call_deadline: float = 30.0
-    """Total seconds one operation may take: token exchange, rate-limit waits, attempts and backoff."""
-    request_timeout: float = 10.0
-    """Seconds one HTTP attempt may take (capped by what is left of the deadline)."""
-    max_attempts: int = 5
-    """HTTP attempts per call, the first included."""
-    backoff_base: float = 0.5
-    backoff_cap: float = 8.0
-    """Backoff before attempt n+1 is drawn from [d/2, d], d = min(cap, base * 2**(n-1))."""
-    rate: float = 1.0
-    burst: int = 5
-    """Amazon's plan per (seller, operation) until an ``x-amzn-RateLimit-Limit`` header says otherwise."""
-    burst_headroom: int = 1
-    """Tokens of Amazon's burst we never use, so network jitter between our clock and Amazon's cannot cause 429s."""
-    throttle_slow_factor: float = 0.5
-    throttle_slow_seconds: float = 10.0
-    """After a 429, the bucket refills at ``rate * factor`` for this many seconds."""
-    token_refresh_margin: float = 300.0
-    """Replace an access token this many seconds before it expires."""
-    max_connections: int = 100
+    A pydantic model so that a process's settings can carry it as is (``streams.settings``): each default lives
+    here only.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    call_deadline: float = Field(
+        default=30.0,
+        gt=0,
+        description="Seconds one SP-API operation may take in total (token, rate-limit waits, retries, backoff).",
+    )
+    request_timeout: float = Field(default=10.0, gt=0, description="Seconds one SP-API HTTP attempt may take.")
+    max_attempts: int = Field(default=5, ge=1, description="HTTP attempts per SP-API operation, the first included.")
+    backoff_base: float = Field(default=0.5, gt=0, description="Backoff before the second attempt, in seconds.")
+    backoff_cap: float = Field(
+        default=8.0,
+        gt=0,
+        description="Longest backoff between two attempts; attempt n+1 waits in [d/2, d], d = min(cap, base*2^(n-1)).",
+    )
+    rate: float = Field(
+        default=1.0, gt=0, description="Requests/s per (seller, operation) until Amazon says otherwise."
+    )
+    burst: int = Field(default=5, ge=1, description="Burst per (seller, operation) until Amazon says otherwise.")
+    burst_headroom: int = Field(
+        default=1, ge=0, description="Tokens of Amazon's burst never used, so clock jitter cannot cause 429s."
+    )
+    throttle_slow_factor: float = Field(
+        default=0.5, gt=0, le=1, description="After a 429, the bucket refills at rate x this factor ..."
+    )
+    throttle_slow_seconds: float = Field(default=10.0, ge=0, description="... for this many seconds.")
+    token_refresh_margin: float = Field(
+        default=300.0, ge=0, description="Replace an LWA access token this many seconds before it expires."
+    )
+    max_connections: int = Field(default=100, ge=1, description="HTTP connections of one client.")
 
 
 class SolicitationsClient:
@@ -209,13 +223,19 @@ class SolicitationsClient:
                 outcome = await self._attempt(key, method, url, marketplace_id, token, deadline, maybe_sent, classify)
             if isinstance(outcome, Transient):
                 last = outcome
-                maybe_sent = maybe_sent or (method == "POST" and outcome.may_have_taken_effect)
+                maybe_sent = maybe_sent or (method == "POST" and outcome.maybe_sent)
                 delay = self._backoff(attempt)
                 if attempt >= self._config.max_attempts or self._clock.monotonic() + delay >= deadline:
                     raise self._give_up(operation, seller, order_id, last, delay, maybe_sent)
                 logger.info(
                     "spapi retry seller=%s op=%s order=%s attempt=%d reason=%r request_id=%s in %.2fs",
-                    seller.seller_id, operation, order_id, attempt, outcome.reason, outcome.request_id, delay,
+                    seller.seller_id,
+                    operation,
+                    order_id,
+                    attempt,
+                    outcome.reason,
+                    outcome.request_id,
+                    delay,
                 )
                 await self._sleep(delay)
                 continue
@@ -227,7 +247,7 @@ class SolicitationsClient:
                     continue
                 raise _access_denied(seller, operation, order_id, outcome)
             if isinstance(outcome, NotAvailable) and maybe_sent:
-                outcome = cast(_R, replace(outcome, after_ambiguous_attempt=True))
+                outcome = cast(_R, replace(outcome, maybe_sent=True))
             logger.debug("spapi done seller=%s op=%s order=%s %s", seller.seller_id, operation, order_id, outcome)
             return outcome
 
@@ -268,9 +288,7 @@ class SolicitationsClient:
             return Transient(status=None, request_id=None, reason=f"not sent: {type(exc).__name__}")
         except (httpx.TimeoutException, httpx.TransportError) as exc:
             # The request may have been written and processed: ambiguous for a POST.
-            return Transient(
-                status=None, request_id=None, reason=f"no answer: {type(exc).__name__}", may_have_taken_effect=True
-            )
+            return Transient(status=None, request_id=None, reason=f"no answer: {type(exc).__name__}", maybe_sent=True)
         self._limiter.observe_limit(key, response.headers.get("x-amzn-RateLimit-Limit"))
         outcome = classify(response)
         if isinstance(outcome, Transient) and outcome.throttled:
@@ -290,7 +308,12 @@ class SolicitationsClient:
         request_id = last.request_id if last else None
         logger.warning(
             "spapi giving up seller=%s op=%s order=%s reason=%r request_id=%s maybe_sent=%s",
-            seller.seller_id, operation, order_id, reason, request_id, maybe_sent,
+            seller.seller_id,
+            operation,
+            order_id,
+            reason,
+            request_id,
+            maybe_sent,
         )
         return RetryLater(
             f"{operation} for order {order_id} of seller {seller.seller_id} did not succeed in time ({reason})",
@@ -313,4 +336,3 @@ def _access_denied(seller: SellerCredentials, operation: str, order_id: str, den
         code=error.code if error else None,
         details=error.details if error else None,
     )
-

@@ -1,7 +1,7 @@
 """Which SP-API host serves a marketplace, and the one override that replaces it (sandbox, tests, proxies).
 
 The marketplace -> region table lives in :mod:`statemachine.marketplaces` (one table for the whole project);
-this module only adds region -> base URL (``../shared/docs/spapi-reference.md`` §4). An unknown marketplace id is
+this module only adds region -> base URL (``docs/amazon-facts.md`` §4). An unknown marketplace id is
 an error even when an override is set: silently sending an order of an unknown marketplace to some region
 would work against the sandbox and fail in production, so the two behave the same.
 """
@@ -28,7 +28,7 @@ DEFAULT_LWA_TOKEN_URL = "https://api.amazon.com/auth/o2/token"  # noqa: S105 - a
 def base_url_for(marketplace_id: str, override: str | None = None) -> str:
     """The SP-API base URL (no trailing slash) for calls about an order of ``marketplace_id``.
 
-    ``override`` (``SOLICIT_SPAPI_ENDPOINT``) replaces the regional URL for every marketplace we know.
+    ``override`` (``SOLICIT_SPAPI__ENDPOINT``) replaces the regional URL for every marketplace we know.
     Raises :class:`UnknownMarketplace` for a marketplace id not in the table.
     """
     region = region_of(marketplace_id)

@@ -1,7 +1,7 @@
 """Failures of the SP-API connector, named for what the caller does next.
 
 Domain outcomes (sent, not available, outside the window, actions offered or not) are *results*
-(:mod:`connectors.spapi.results`), never exceptions: the sink agent branches on them every day. Only failures raise,
+(:mod:`connectors.spapi.results`), never exceptions: the sender branches on them every day. Only failures raise,
 and every failure raised by this package is a :class:`SpApiError`; third-party exceptions (``httpx``) are mapped
 at the edge and never escape.
 

@@ -1,7 +1,7 @@
 """Login with Amazon: turn a seller's refresh token into an access token, cached, refreshed ahead of expiry.
 
 One access token per refresh token, reused by every call for that seller until shortly before it expires
-(``../shared/docs/spapi-reference.md`` §5). When many requests for one seller need a new token at once, exactly one
+(``docs/amazon-facts.md`` §5). When many requests for one seller need a new token at once, exactly one
 exchange runs and the others await it (single flight), so a burst of 30 orders costs one LWA call, not 30.
 
 Failures become the package's errors: ``invalid_grant`` is :class:`AuthorizationRevoked` (the seller must

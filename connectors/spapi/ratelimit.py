@@ -1,7 +1,7 @@
 """Client-side token buckets, one per (seller, operation), so we stay inside Amazon's usage plans.
 
 Amazon throttles with a token bucket per (application, seller) pair and operation: ``rate`` tokens per second, at
-most ``burst`` stored, an empty bucket answers 429 (``../shared/docs/spapi-reference.md`` §2). Mirroring that bucket
+most ``burst`` stored, an empty bucket answers 429 (``docs/amazon-facts.md`` §2). Mirroring that bucket
 on our side lets hundreds of sellers run at their full quota without 429s, and a throttled seller slows only its
 own buckets.
 

@@ -1,7 +1,7 @@
 """Reading Solicitations responses: every documented status mapped to a result, a retry or a rejection.
 
 Pure functions over ``httpx.Response`` (no I/O), so the whole mapping is unit-tested with hand-built responses.
-Facts: ``../shared/docs/spapi-reference.md`` §1.3 and §3. Error bodies are parsed defensively: a gateway may answer
+Facts: ``docs/amazon-facts.md`` §1.3 and §3. Error bodies are parsed defensively: a gateway may answer
 with HTML or with JSON that lacks ``errors``.
 
 The 403 ambiguity: Amazon uses ``403 Unauthorized`` for "already sent / not eligible", for "outside the window"
@@ -49,7 +49,7 @@ class ApiError:
 class Transient:
     """A failure worth retrying: 429, 408, 5xx, a 2xx body we cannot read, or no answer at all.
 
-    ``status`` is ``None`` when no HTTP response arrived. ``may_have_taken_effect`` is true when Amazon may have
+    ``status`` is ``None`` when no HTTP response arrived. ``maybe_sent`` is true when Amazon may have
     acted on the request before failing (5xx, or a timeout after the request was written); for a POST that makes
     the attempt ambiguous.
     """
@@ -57,7 +57,7 @@ class Transient:
     status: int | None
     request_id: str | None
     reason: str
-    may_have_taken_effect: bool = False
+    maybe_sent: bool = False
 
     @property
     def throttled(self) -> bool:
@@ -126,7 +126,7 @@ def _classify_failure(response: httpx.Response) -> Transient | Denied:
     if status == 429 or status == 408 or status >= 500:
         error = _first_error(response)
         reason = f"{status} {error.code}: {error.message}" if error else f"HTTP {status}"
-        return Transient(status=status, request_id=rid, reason=reason, may_have_taken_effect=status >= 500)
+        return Transient(status=status, request_id=rid, reason=reason, maybe_sent=status >= 500)
     if status == 401:
         return Denied(status=status, request_id=rid, error=_first_error(response))
     error = _first_error(response)

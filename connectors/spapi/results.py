@@ -1,6 +1,6 @@
 """What a Solicitations call can tell the caller about an order: small frozen values, never exceptions.
 
-These are the everyday answers the sink agent branches on; failures are exceptions
+These are the everyday answers the sender branches on; failures are exceptions
 (:mod:`connectors.spapi.errors`). Every value keeps Amazon's ``x-amzn-RequestId`` for support tickets.
 """
 
@@ -35,13 +35,13 @@ class NotAvailable:
     """403 "The requested solicitation is not available for this amazonOrderId.".
 
     Amazon gives this both for an order already solicited and for one that is not eligible; the caller decides
-    with the order's window. ``after_ambiguous_attempt`` is true when an earlier attempt of the *same call* failed
+    with the order's window. ``maybe_sent`` is true when an earlier attempt of the *same call* failed
     after the request may have taken effect (5xx or a timeout): then this answer almost surely means our own
     earlier attempt sent it, and the order should be treated as sent.
     """
 
     request_id: str | None
-    after_ambiguous_attempt: bool = False
+    maybe_sent: bool = False
 
 
 @dataclass(frozen=True, slots=True)

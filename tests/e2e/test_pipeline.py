@@ -15,15 +15,15 @@ from pathlib import Path
 
 import pytest
 
-from connectors.kafka import find_free_ports
-from streams.demo.monitor import OutcomeMonitor
-from streams.demo.run import DEMO_TIMING_ENV, DemoRun, _create_queue
-from streams.demo.stack import ChildProcess, Stack, StackConfig, moto_sqs
+from devstack.demo.monitor import OutcomeMonitor
+from devstack.demo.run import DEMO_TIMING_ENV, DemoRun, _create_queue
+from devstack.demo.stack import ChildProcess, Stack, StackConfig, moto_sqs
+from devstack.local_kafka import find_free_ports
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.timeout(600)]
 
 SELLERS = 6
-E2E_ENV = {**DEMO_TIMING_ENV, "SOLICIT_KAFKA_SESSION_TIMEOUT": "10"}
+E2E_ENV = {**DEMO_TIMING_ENV, "SOLICIT_KAFKA__SESSION_TIMEOUT": "10"}
 
 
 @pytest.fixture

@@ -22,14 +22,15 @@ from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.structs import ConsumerRecord
 
 from connectors.clock import SystemClock
+from connectors.kafka import KafkaConnection
 from connectors.sqs import QueueMisconfigured, SqsMessage
 from statemachine import InvalidNotification, OrderChanged, OrderState, apply, parse_notification
-from streams.bridge import Bridge
+from streams.bridge import Bridge, BridgeConfig
 from streams.deadletters import DeadLetter
-from tests.fixtures.kafka import KafkaTopicFactory
-from tests.fixtures.sqs import SqsQueueFactory, queue_depth, send_bodies
-from tests.integration.bridge_faults import DYING, HOLDING
-from tests.unit.statemachine.factories import T0, notification_dict
+from tests.support.bridge_faults import DYING, HOLDING
+from tests.support.factories import T0, notification_dict
+from tests.support.kafka import KafkaTopicFactory
+from tests.support.sqs import SqsQueueFactory, queue_depth, send_bodies
 
 pytestmark = pytest.mark.integration
 
@@ -51,13 +52,14 @@ def make_bridge(queue_url: str, bootstrap: str, changes: str, dead: str, **overr
         "stats_interval": 3600.0,
         **overrides,
     }
+    after_produce = options.pop("after_produce", None)
     return Bridge(
-        queue_url=queue_url,
-        bootstrap_servers=bootstrap,
+        config=BridgeConfig(queue_url=queue_url, **options),
+        kafka=KafkaConnection(bootstrap_servers=bootstrap),
         clock=SystemClock(),
         order_changes_topic=changes,
         dead_letters_topic=dead,
-        **options,
+        after_produce=after_produce,
     )
 
 
@@ -158,8 +160,17 @@ def orders_notifications(orders: Sequence[tuple[str, str]], statuses: Sequence[s
     ]
 
 
-def subprocess_env(sqs_environment: dict[str, str], kafka_bootstrap: str) -> dict[str, str]:
-    return {**os.environ, **sqs_environment, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "PYTHONUNBUFFERED": "1"}
+def subprocess_env(
+    sqs_environment: dict[str, str], kafka_bootstrap: str, *, pollers: int = 4, visibility: int = 60
+) -> dict[str, str]:
+    return {
+        **os.environ,
+        **sqs_environment,
+        "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "SOLICIT_BRIDGE__POLLERS": str(pollers),
+        "SOLICIT_BRIDGE__VISIBILITY_TIMEOUT": str(visibility),
+        "PYTHONUNBUFFERED": "1",
+    }
 
 
 ORDERS = [
@@ -339,12 +350,10 @@ async def test_a_crash_between_produce_and_delete_loses_nothing_and_the_core_dro
 
     # 1. The real CLI, killed (os._exit) right after Kafka acknowledged its first batch, before the delete.
     crashing = await asyncio.create_subprocess_exec(
-        *[sys.executable, "-m", "tests.integration.bridge_faults", "die-after-produce", "--queue-url", queue],
-        "--pollers",
-        "1",
-        *["--visibility-timeout", "2", "--order-changes-topic", changes, "--dead-letters-topic", dead],
+        *[sys.executable, "-m", "tests.support.bridge_faults", "die-after-produce", "--queue-url", queue],
+        *["--order-changes-topic", changes, "--dead-letters-topic", dead],
         cwd=REPO,
-        env=subprocess_env(sqs_environment, kafka_bootstrap),
+        env=subprocess_env(sqs_environment, kafka_bootstrap, pollers=1, visibility=2),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
@@ -437,10 +446,10 @@ async def test_sigterm_stops_the_real_cli_with_exit_0_and_loses_nothing(
     await send_bodies(sqs_client, queue, bodies)
 
     process = await asyncio.create_subprocess_exec(
-        *[sys.executable, "-m", "streams.cli", "bridge", "--queue-url", queue, "--pollers", "4"],
-        *["--visibility-timeout", "5", "--order-changes-topic", changes, "--dead-letters-topic", dead],
+        *[sys.executable, "-m", "streams.cli", "bridge", "--queue-url", queue],
+        *["--order-changes-topic", changes, "--dead-letters-topic", dead],
         cwd=REPO,
-        env=subprocess_env(sqs_environment, kafka_bootstrap),
+        env=subprocess_env(sqs_environment, kafka_bootstrap, pollers=4, visibility=5),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
@@ -475,11 +484,10 @@ async def test_sigterm_while_batches_are_in_flight_finishes_their_produce_and_de
 
     # Every acknowledged batch is held 1.5 s before its delete; SIGTERM lands while one is held.
     process = await asyncio.create_subprocess_exec(
-        *[sys.executable, "-m", "tests.integration.bridge_faults", "hold-after-produce", "1.5"],
-        *["--queue-url", queue, "--pollers", "3", "--visibility-timeout", "5"],
-        *["--order-changes-topic", changes, "--dead-letters-topic", dead],
+        *[sys.executable, "-m", "tests.support.bridge_faults", "hold-after-produce", "1.5"],
+        *["--queue-url", queue, "--order-changes-topic", changes, "--dead-letters-topic", dead],
         cwd=REPO,
-        env=subprocess_env(sqs_environment, kafka_bootstrap),
+        env=subprocess_env(sqs_environment, kafka_bootstrap, pollers=3, visibility=5),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from connectors.kafka import JarCache, LocalBroker, find_free_ports
-from tests.fixtures.kafka import KafkaTopicFactory
+from devstack.local_kafka import JarCache, LocalBroker, find_free_ports
+from tests.support.kafka import KafkaTopicFactory
 
 pytestmark = pytest.mark.integration
 
@@ -56,7 +56,7 @@ def _cli_env(jar_cache: JarCache, **overrides: str) -> dict[str, str]:
         for name, value in os.environ.items()
         if not name.startswith("SOLICIT_") and name != "KAFKA_BOOTSTRAP_SERVERS"
     }
-    env["SOLICIT_KAFKA_HOME"] = str(jar_cache.home)
+    env["SOLICIT_LAB__KAFKA_HOME"] = str(jar_cache.home)
     env.update(overrides)
     return env
 

@@ -13,9 +13,9 @@ from collections import defaultdict
 
 import pytest
 
+from bench.sandbox_load import run_load
 from connectors.clock import SystemClock
-from connectors.sandbox import LedgerCall, SandboxConfig, SandboxServer
-from connectors.sandbox.load import run_load
+from devstack.sandbox import LedgerCall, SandboxConfig, SandboxServer
 
 pytestmark = pytest.mark.integration
 
@@ -48,9 +48,23 @@ def over_limit(calls: list[LedgerCall], *, rate: float, burst: int) -> int:
 def test_replay_detects_a_client_over_its_plan() -> None:
     def call(at: float) -> LedgerCall:
         return LedgerCall(
-            seq=0, request_id="r", operation="op", method="GET", path="/", query={}, seller_id="S", order_id=None,
-            status=200, error_code=None, fault=None, monotonic=at, at=None,  # type: ignore[arg-type]
-            body_bytes=0, content_type=None, user_agent=None, has_access_token=True,
+            seq=0,
+            request_id="r",
+            operation="op",
+            method="GET",
+            path="/",
+            query={},
+            seller_id="S",
+            order_id=None,
+            status=200,
+            error_code=None,
+            fault=None,
+            monotonic=at,
+            at=None,  # type: ignore[arg-type]
+            body_bytes=0,
+            content_type=None,
+            user_agent=None,
+            has_access_token=True,
         )
 
     within = [call(0.0) for _ in range(5)] + [call(1.0), call(2.0)]

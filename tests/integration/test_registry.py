@@ -16,11 +16,12 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from pydantic import SecretStr
 
 from connectors.crypto import TokenCipher, UndecryptableToken, generate_key
+from connectors.kafka import KafkaConnection
 from statemachine.marketplaces import Region
 from streams.cli import main
+from streams.directory import SellerChange, SellerDirectory, load_registry, publish_records, publish_tombstone
 from streams.registry import SellerRecord, SellersTopicMissing
-from streams.registry_store import SellerChange, SellerDirectory, load_registry, publish_records, publish_tombstone
-from tests.fixtures.kafka import KafkaTopicFactory
+from tests.support.kafka import KafkaTopicFactory
 
 pytestmark = pytest.mark.integration
 
@@ -75,6 +76,10 @@ def import_file(tmp_path: Path, tokens: dict[str, str], name: str = "sellers.jso
         encoding="utf-8",
     )
     return path
+
+
+def conn(bootstrap: str) -> KafkaConnection:
+    return KafkaConnection(bootstrap_servers=bootstrap)
 
 
 async def solicit(bootstrap: str, key: str, *args: str, **env_vars: str) -> subprocess.CompletedProcess[str]:
@@ -268,7 +273,7 @@ async def test_list_of_a_missing_topic_says_what_to_do(kafka_bootstrap: str, sec
 async def test_the_default_topic_carries_the_deployment_prefix(kafka_bootstrap: str, secret_key: str) -> None:
     prefix = f"t-prefix-{uuid.uuid4().hex[:8]}."
 
-    result = await solicit(kafka_bootstrap, secret_key, "list", SOLICIT_TOPIC_PREFIX=prefix)
+    result = await solicit(kafka_bootstrap, secret_key, "list", SOLICIT_KAFKA__TOPIC_PREFIX=prefix)
 
     assert result.returncode == 1
     assert f"topic {prefix}solicit.sellers.v1 does not exist" in result.stderr
@@ -279,7 +284,7 @@ async def test_import_without_a_key_says_how_to_make_one(
 ) -> None:
     result = await solicit(kafka_bootstrap, "", "import", str(import_file(tmp_path, tokens)), "--topic", sellers_topic)
 
-    assert result.returncode == 1
+    assert result.returncode == 2  # a configuration error
     assert "SOLICIT_SECRET_KEY is not set" in result.stderr and "solicit sellers new-key" in result.stderr
     assert await raw_records(kafka_bootstrap, sellers_topic) == []
 
@@ -301,7 +306,7 @@ async def test_rekey_moves_every_token_to_the_new_key(
     assert rekeyed.returncode == 0, rekeyed.stderr
     assert_no_secret(rekeyed, tokens)
 
-    registry = await load_registry(kafka_bootstrap, topic=sellers_topic)
+    registry = await load_registry(conn(kafka_bootstrap), topic=sellers_topic)
     only_new = TokenCipher(SecretStr(new))
     only_old = TokenCipher(SecretStr(old))
     for seller_id, stored in registry.items():
@@ -348,7 +353,7 @@ async def test_load_registry_applies_tombstones_and_skips_undecodable_records(
     cipher = TokenCipher(SecretStr(generate_key()))
     garbage = b'{"refresh_token": "Atzr|hand-written-plaintext"}'
     await publish_records(
-        kafka_bootstrap,
+        conn(kafka_bootstrap),
         [record("A2KEEP", cipher, "Atzr|keep"), record("A2GONE", cipher, "Atzr|gone")],
         topic=sellers_topic,
     )
@@ -361,10 +366,10 @@ async def test_load_registry_applies_tombstones_and_skips_undecodable_records(
         await producer.send_and_wait(sellers_topic, record("A2KEEP", cipher, "x").to_json(), key=b"A2WRONG")
     finally:
         await producer.stop()
-    await publish_tombstone(kafka_bootstrap, "A2GONE", topic=sellers_topic)
-    caplog.set_level(logging.WARNING, logger="streams.registry_store")
+    await publish_tombstone(conn(kafka_bootstrap), "A2GONE", topic=sellers_topic)
+    caplog.set_level(logging.WARNING, logger="streams.directory")
 
-    registry = await load_registry(kafka_bootstrap, topic=sellers_topic)
+    registry = await load_registry(conn(kafka_bootstrap), topic=sellers_topic)
 
     assert list(registry) == ["A2KEEP"]
     assert cipher.decrypt(registry["A2KEEP"].refresh_token_encrypted).get_secret_value() == "Atzr|keep"
@@ -379,7 +384,7 @@ async def test_load_registry_applies_tombstones_and_skips_undecodable_records(
 
 async def test_load_registry_of_a_missing_topic(kafka_bootstrap: str) -> None:
     with pytest.raises(SellersTopicMissing):
-        await load_registry(kafka_bootstrap, topic=f"t-missing-{uuid.uuid4().hex}")
+        await load_registry(conn(kafka_bootstrap), topic=f"t-missing-{uuid.uuid4().hex}")
 
 
 async def test_directory_knows_its_sellers_at_start_and_follows_changes(
@@ -389,14 +394,14 @@ async def test_directory_knows_its_sellers_at_start_and_follows_changes(
     cipher = TokenCipher(SecretStr(generate_key()))
     plaintext = f"Atzr|directory-{uuid.uuid4().hex}"
     first = record("A2LIVE", cipher, plaintext)
-    await publish_records(kafka_bootstrap, [first, record("A2OTHER", cipher, "Atzr|other")], topic=sellers_topic)
+    await publish_records(conn(kafka_bootstrap), [first, record("A2OTHER", cipher, "Atzr|other")], topic=sellers_topic)
     changes: asyncio.Queue[SellerChange] = asyncio.Queue()
 
     def broken(_change: SellerChange) -> None:
         raise RuntimeError("a callback bug")
 
     async with SellerDirectory(
-        bootstrap_servers=kafka_bootstrap, topic=sellers_topic, on_change=changes.put_nowait
+        connection=conn(kafka_bootstrap), topic=sellers_topic, on_change=changes.put_nowait
     ) as directory:
         assert (len(directory), directory.get("A2LIVE"), "A2OTHER" in directory) == (2, first, True)
         assert directory.get("A2NOBODY") is None
@@ -404,14 +409,14 @@ async def test_directory_knows_its_sellers_at_start_and_follows_changes(
         directory.subscribe(broken)
 
         paused = first.with_policy(paused=True, updated_at=datetime(2026, 3, 2, tzinfo=UTC))
-        await publish_records(kafka_bootstrap, [paused], topic=sellers_topic)
+        await publish_records(conn(kafka_bootstrap), [paused], topic=sellers_topic)
         async with asyncio.timeout(30):
             change = await changes.get()
         assert change == SellerChange("A2LIVE", first, paused)
         directory_record = directory.get("A2LIVE")
         assert directory_record is not None and directory_record.policy.paused
 
-        await publish_tombstone(kafka_bootstrap, "A2OTHER", topic=sellers_topic)
+        await publish_tombstone(conn(kafka_bootstrap), "A2OTHER", topic=sellers_topic)
         async with asyncio.timeout(30):
             change = await changes.get()
         assert (change.seller_id, change.after) == ("A2OTHER", None)
@@ -424,7 +429,7 @@ async def test_directory_knows_its_sellers_at_start_and_follows_changes(
 
 
 async def test_directory_start_fails_cleanly_on_a_missing_topic(kafka_bootstrap: str) -> None:
-    directory = SellerDirectory(bootstrap_servers=kafka_bootstrap, topic=f"t-missing-{uuid.uuid4().hex}")
+    directory = SellerDirectory(connection=conn(kafka_bootstrap), topic=f"t-missing-{uuid.uuid4().hex}")
 
     with pytest.raises(SellersTopicMissing):
         await directory.start()

@@ -81,8 +81,8 @@ def test_solicit_sandbox_serves_the_configured_sellers_and_stops_on_ctrl_c(tmp_p
             process.communicate()
             pytest.fail("solicit sandbox did not stop within 20 s of SIGINT")
     assert process.returncode == 0, stderr
-    assert f"SOLICIT_SPAPI_ENDPOINT={base}" in stdout
-    assert f"SOLICIT_LWA_ENDPOINT={base}/auth/o2/token" in stdout
+    assert f"SOLICIT_SPAPI__ENDPOINT={base}" in stdout
+    assert f"SOLICIT_SPAPI__LWA_ENDPOINT={base}/auth/o2/token" in stdout
     for secret in ("Atzr|cli-one", "cli-secret", token.get("access_token", "Atza|")):
         assert secret not in stdout + stderr
 

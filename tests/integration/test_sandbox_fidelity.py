@@ -1,9 +1,8 @@
-"""Fidelity to the official model ``../shared/spapi/solicitations.json`` (Swagger 2.0, read by schemathesis 4).
+"""Fidelity to the official model ``devstack/spapi_models/solicitations.json`` (Swagger 2.0, read by schemathesis 4).
 
 Three directions: every answer the sandbox gives is one the model documents (status, content type, headers,
 body schema); requests generated from the model get model-conformant answers; and every request our client
-makes is one the model accepts (method, path template, query parameters, no body). Skipped only when ``../shared``
-is absent.
+makes is one the model accepts (method, path template, query parameters, no body).
 """
 
 from __future__ import annotations
@@ -29,19 +28,18 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from connectors.clock import SystemClock
-from connectors.sandbox import SandboxConfig, SandboxServer, ScriptedFault
 from connectors.spapi import NotAvailable, user_agent
+from devstack.sandbox import SandboxConfig, SandboxServer, ScriptedFault
 from statemachine.marketplaces import MARKETPLACES
-from tests.fixtures.spapi import (
+from tests.support.spapi import (
     US,
     ClientFactory,
     JumpClock,
     SandboxFactory,
-    require_solicitations_model,
     seller,
     seller_in,
 )
-from tests.fixtures.spapi import shipped_order as order
+from tests.support.spapi import shipped_order as order
 
 pytestmark = [pytest.mark.integration, pytest.mark.spapi_models]
 
@@ -154,7 +152,7 @@ async def test_the_requests_our_client_makes_are_those_the_model_accepts(
     client = await client_factory(sandbox)
     await client.get_solicitation_actions(seller(), "100-0000000-0000001", US)
     result = await client.create_product_review_and_seller_feedback(seller(), "100-0000000-0000001", US)
-    assert isinstance(result, NotAvailable) and result.after_ambiguous_attempt
+    assert isinstance(result, NotAvailable) and result.maybe_sent
     templates = {
         (method.upper(), re.compile("^" + re.sub(r"\{[^}]+\}", "[^/]+", path) + "$")): (path, spec)
         for path, item in model["paths"].items()
@@ -212,7 +210,6 @@ class ThreadedSandbox:
 
 @pytest.fixture(scope="module")
 def threaded_sandbox() -> Iterator[tuple[SandboxServer, str]]:
-    require_solicitations_model()
     config = SandboxConfig(sellers=(seller_in(1, rate=1000.0, burst=1000),))
     with ThreadedSandbox(config) as sandbox, httpx.Client(base_url=sandbox.url) as http:
         clock = SystemClock()

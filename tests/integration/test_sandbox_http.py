@@ -9,8 +9,8 @@ from typing import Any
 import httpx
 import pytest
 
-from connectors.sandbox import MESSAGES, SandboxServer
-from tests.fixtures.spapi import US, JumpClock, SandboxFactory, seller, shipped_order
+from devstack.sandbox import MESSAGES, SandboxServer
+from tests.support.spapi import US, JumpClock, SandboxFactory, seller, shipped_order
 
 pytestmark = pytest.mark.integration
 
@@ -100,9 +100,7 @@ async def test_burst_then_429_quota_exceeded(sandbox_factory: SandboxFactory, ju
         responses = [await http.get(GET_PATH, params={"marketplaceIds": US}, headers=headers) for _ in range(6)]
     assert [r.status_code for r in responses] == [200] * 5 + [429]
     throttled = responses[-1]
-    assert throttled.json() == {
-        "errors": [{"code": "QuotaExceeded", "message": MESSAGES["quota"], "details": ""}]
-    }
+    assert throttled.json() == {"errors": [{"code": "QuotaExceeded", "message": MESSAGES["quota"], "details": ""}]}
     assert "x-amzn-RateLimit-Limit" not in throttled.headers
     assert responses[0].headers["x-amzn-RateLimit-Limit"] == "1.0"
 

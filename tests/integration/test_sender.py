@@ -11,16 +11,17 @@ import pytest
 from pydantic import SecretStr
 
 from connectors.crypto import TokenCipher, generate_key
-from connectors.sandbox import SandboxServer, ScriptedFault
 from connectors.spapi import SolicitationsClient
 from connectors.spapi.client import OPERATION_CREATE, OPERATION_GET
+from devstack.sandbox import SandboxServer, ScriptedFault
 from statemachine import SellerPolicy, SendCommand, SendResult, SendResultKind
 from statemachine.marketplaces import Region
 from streams.deadletters import DeadLetter
 from streams.outcomes import SendAttempt
 from streams.registry import SellerRecord
 from streams.sender import Sender, SenderConfig
-from tests.fixtures.spapi import US, ClientFactory, JumpClock, SandboxFactory, seller, shipped_order
+from streams.topics import SEND_COMMANDS
+from tests.support.spapi import US, ClientFactory, JumpClock, SandboxFactory, seller, shipped_order
 
 pytestmark = pytest.mark.integration
 
@@ -120,7 +121,6 @@ async def setup(
     await sender.close()
 
 
-
 async def test_eligible_orders_are_checked_then_sent_once(setup: Setup, jump_clock: JumpClock) -> None:
     sandbox, _client, registry, sink, sender = setup
     registry.add(1)
@@ -192,7 +192,7 @@ async def test_an_ambiguous_create_is_retried_and_reported_as_already_sent(setup
     sender.submit(command(1, "111-0000000-0000001", jump_clock), partition=0)
     (result,) = await sink.wait_for(1)
     assert result.result is K.NOT_AVAILABLE
-    assert result.after_ambiguous_attempt
+    assert result.maybe_sent
     assert len(sandbox.state.solicitations) == 1
 
 
@@ -212,7 +212,7 @@ async def test_a_maybe_sent_command_creates_directly(setup: Setup, jump_clock: J
     by_lease = {(r.order_id, r.lease_id): r for r in sink.results}
     again = by_lease[("111-0000000-0000001", 2)]
     assert again.result is K.NOT_AVAILABLE
-    assert again.after_ambiguous_attempt  # so the core reads it as "already sent"
+    assert again.maybe_sent  # so the core reads it as "already sent"
     assert by_lease[("111-0000000-0000002", 1)].result is K.SENT
     assert calls(sandbox, OPERATION_GET) == ["111-0000000-0000001"]  # only the first, plain command asked first
 
@@ -240,7 +240,7 @@ async def test_a_rejected_request_fails_permanently_and_is_dead_lettered(setup: 
     (result,) = await sink.wait_for(1)
     assert result.result is K.PERMANENT_FAILURE
     (letter,) = sink.dead
-    assert letter.source == "send-commands"
+    assert letter.source == SEND_COMMANDS.name
     assert "111-0000000-0000404" in letter.raw
 
 

@@ -8,7 +8,6 @@ from datetime import timedelta
 import pytest
 from pydantic import SecretStr
 
-from connectors.sandbox import FaultConfig, SandboxServer, ScriptedFault
 from connectors.spapi import (
     AccessDenied,
     ActionsResult,
@@ -24,7 +23,8 @@ from connectors.spapi import (
     UnknownMarketplace,
 )
 from connectors.spapi.client import OPERATION_CREATE, OPERATION_GET
-from tests.fixtures.spapi import (
+from devstack.sandbox import FaultConfig, SandboxServer, ScriptedFault
+from tests.support.spapi import (
     FAST_RETRIES,
     US,
     ClientFactory,
@@ -55,7 +55,7 @@ async def test_get_then_send_then_second_send_is_not_available(
     again = await client.create_product_review_and_seller_feedback(seller(), ORDER, US)
     after = await client.get_solicitation_actions(seller(), ORDER, US)
     assert actions.offered and isinstance(sent, Sent)
-    assert isinstance(again, NotAvailable) and not again.after_ambiguous_attempt
+    assert isinstance(again, NotAvailable) and not again.maybe_sent
     assert after == ActionsResult(offered=False, request_id=after.request_id)
     ledger_ids = [c.request_id for c in sandbox.state.calls if c.operation != "lwaToken"]
     assert [actions.request_id, sent.request_id, again.request_id, after.request_id] == ledger_ids
@@ -258,7 +258,7 @@ async def test_ambiguous_failure_then_retry_is_reported_as_sent(
     client = await client_factory(sandbox)
     result = await client.create_product_review_and_seller_feedback(seller(), ORDER, US)
     assert isinstance(result, NotAvailable)
-    assert result.after_ambiguous_attempt is True
+    assert result.maybe_sent is True
     assert [c.status for c in sandbox.state.calls if c.operation == OPERATION_CREATE] == [500, 403]
     assert len(sandbox.state.solicitations) == 1
 
@@ -271,7 +271,7 @@ async def test_timeout_after_the_effect_then_retry_is_reported_as_sent(
     sandbox.state.script_faults([ScriptedFault(fault="slow", operation=OPERATION_CREATE, delay=1.5)])
     client = await client_factory(sandbox, ClientConfig(request_timeout=0.5, backoff_base=0.02, backoff_cap=0.1))
     result = await client.create_product_review_and_seller_feedback(seller(), ORDER, US)
-    assert result == NotAvailable(request_id=sandbox.state.calls[-1].request_id, after_ambiguous_attempt=True)
+    assert result == NotAvailable(request_id=sandbox.state.calls[-1].request_id, maybe_sent=True)
     assert len(sandbox.state.solicitations) == 1
 
 

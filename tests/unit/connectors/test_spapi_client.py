@@ -21,8 +21,7 @@ from connectors.spapi import (
     UnknownMarketplace,
 )
 from connectors.spapi.client import OPERATION_CREATE, OPERATION_GET
-
-from .spapi_fakes import (
+from tests.support.spapi_fakes import (
     ACCESS_PREFIX,
     CLIENT_SECRET,
     ORDER,
@@ -57,7 +56,10 @@ async def test_get_sends_the_documented_request_to_the_regional_host() -> None:
     assert result == ActionsResult(offered=True, request_id="r-get")
     (request,) = amazon.spapi_requests
     assert request.method == "GET"
-    assert str(request.url) == f"https://sellingpartnerapi-eu.amazon.com/solicitations/v1/orders/{ORDER}?marketplaceIds=A1PA6795UKMFR9"
+    assert (
+        str(request.url)
+        == f"https://sellingpartnerapi-eu.amazon.com/solicitations/v1/orders/{ORDER}?marketplaceIds=A1PA6795UKMFR9"
+    )
     assert request.headers["x-amz-access-token"] == f"{ACCESS_PREFIX}1"
     assert re.fullmatch(r"solicit/\S+ \(Language=Python/3\.\d+\.\d+; Platform=\S+/\S+\)", request.headers["user-agent"])
     assert request.content == b""
@@ -279,7 +281,7 @@ async def test_not_available_after_an_ambiguous_post_is_flagged(
     client, _, _ = make_client(amazon)
     async with client:
         result = await client.create_product_review_and_seller_feedback(seller(), ORDER, US)
-    assert result == NotAvailable(request_id="r-403", after_ambiguous_attempt=ambiguous)
+    assert result == NotAvailable(request_id="r-403", maybe_sent=ambiguous)
     assert [r.method for r in amazon.spapi_requests] == ["POST", "POST"]
 
 

@@ -12,8 +12,7 @@ from pydantic import SecretStr
 
 from connectors.spapi import ClientConfig, SellerCredentials, SpApiError
 from connectors.spapi.lwa import AccessToken
-
-from .spapi_fakes import ORDER, US, FakeAmazon, actions, make_client, seller, spapi_error, token_response
+from tests.support.spapi_fakes import ORDER, US, FakeAmazon, actions, make_client, seller, spapi_error, token_response
 
 SECRETS = ("REFRESH-SECRET", "CLIENT-SECRET", "ACCESS-SECRET")
 DENIED = "Access to requested resource is denied."

@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from statemachine import (
+    Decision,
     OrderRecord,
     OrderState,
-    Outcome,
     Policy,
     SellerPolicy,
     SendHours,
@@ -18,7 +18,7 @@ from statemachine import (
     apply,
 )
 from statemachine.events import OrderChanged, SendResult, TimerFired
-from tests.unit.statemachine.factories import (
+from tests.support.factories import (
     EDD,
     LDD,
     T0,
@@ -35,11 +35,11 @@ K = SendResultKind
 Event = OrderChanged | TimerFired | SendResult
 
 
-def step(record: OrderRecord | None, event: Event, now: datetime, policy: Policy | None = None) -> Outcome:
+def step(record: OrderRecord | None, event: Event, now: datetime, policy: Policy | None = None) -> Decision:
     return apply(record, event, now, policy or Policy())
 
 
-def stored(outcome: Outcome) -> OrderRecord:
+def stored(outcome: Decision) -> OrderRecord:
     assert outcome.record is not None
     return outcome.record
 
@@ -88,8 +88,8 @@ def test_an_early_or_repeated_timer_changes_nothing() -> None:
 
 
 def test_a_timer_or_result_for_an_unknown_order_stores_nothing() -> None:
-    assert step(None, timer(), T0) == Outcome(record=None)
-    assert step(None, result(K.SENT, 1), T0) == Outcome(record=None)
+    assert step(None, timer(), T0) == Decision(record=None)
+    assert step(None, result(K.SENT, 1), T0) == Decision(record=None)
 
 
 # --- never backwards -----------------------------------------------------------------------------------
@@ -358,7 +358,7 @@ def test_after_an_ambiguous_create_failure_the_next_command_creates_directly_and
     failed = stored(
         step(
             eligible,
-            result(K.RETRYABLE_FAILURE, eligible.lease_id, reason="500 after POST", after_ambiguous_attempt=True),
+            result(K.RETRYABLE_FAILURE, eligible.lease_id, reason="500 after POST", maybe_sent=True),
             eligible.updated_at,
         )
     )
@@ -372,9 +372,7 @@ def test_after_an_ambiguous_create_failure_the_next_command_creates_directly_and
     assert again.maybe_sent
     assert again.due_at is not None
     out = step(again, timer(), again.due_at)
-    sent = stored(
-        step(stored(out), result(K.NOT_AVAILABLE, out.commands[0].lease_id, after_ambiguous_attempt=True), again.due_at)
-    )
+    sent = stored(step(stored(out), result(K.NOT_AVAILABLE, out.commands[0].lease_id, maybe_sent=True), again.due_at))
     assert sent.state is S.SENT
     assert sent.last_reason.startswith("already solicited")
 

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from statemachine import OrderRecord, OrderState, SendResultKind, apply
-from tests.unit.statemachine.factories import EDD, LDD, T0, changed, result, timer
+from tests.support.factories import EDD, LDD, T0, changed, result, timer
 
 S = OrderState
 
@@ -28,7 +28,7 @@ result_step = st.tuples(
     st.just("result"),
     st.sampled_from(list(SendResultKind)),
     st.integers(min_value=-2, max_value=1),  # lease offset: 0 = current lease
-    st.booleans(),  # after_ambiguous_attempt
+    st.booleans(),  # maybe_sent
 )
 steps = st.lists(
     st.tuples(
@@ -68,7 +68,7 @@ def test_random_histories_keep_every_guarantee(plan: list[tuple[tuple[Any, ...],
         else:
             _, kind, offset, ambiguous = action
             lease = (record.lease_id if record else 0) + offset
-            event = result(kind, lease, after_ambiguous_attempt=ambiguous)
+            event = result(kind, lease, maybe_sent=ambiguous)
 
         before = record
         outcome = apply(record, event, now)

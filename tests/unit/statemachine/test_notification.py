@@ -11,23 +11,19 @@ from hypothesis import strategies as st
 
 from statemachine import InvalidNotification, Notification, OrderChanged, parse_notification
 from statemachine.notification import FulfillmentType, OrderStatus
-from tests.unit.statemachine.factories import notification_dict
-from tests.unit.statemachine.schema_strategies import (
+from tests.support.factories import notification_dict
+from tests.support.schema_strategies import (
     EXAMPLE_PATH,
-    SCHEMA_PATH,
     date_paths,
     from_schema,
     load_schema,
     replace_at,
 )
 
-needs_models = pytest.mark.skipif(not SCHEMA_PATH.exists(), reason="../shared/spapi is absent")
-
 HYPOTHESIS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @pytest.mark.spapi_models
-@needs_models
 def test_the_official_example_parses() -> None:
     body = EXAMPLE_PATH.read_text()
     notification = parse_notification(body)
@@ -43,7 +39,6 @@ def test_the_official_example_parses() -> None:
 
 
 @pytest.mark.spapi_models
-@needs_models
 def test_the_official_example_round_trips_field_for_field() -> None:
     original = json.loads(EXAMPLE_PATH.read_text())
     notification = parse_notification(EXAMPLE_PATH.read_text())
@@ -225,7 +220,6 @@ def test_a_non_text_body_is_refused() -> None:
 
 
 @pytest.mark.spapi_models
-@needs_models
 @HYPOTHESIS
 @given(data=st.data())
 def test_every_schema_valid_payload_parses_and_round_trips(data: st.DataObject) -> None:
@@ -242,7 +236,6 @@ def test_every_schema_valid_payload_parses_and_round_trips(data: st.DataObject) 
 
 
 @pytest.mark.spapi_models
-@needs_models
 @HYPOTHESIS
 @given(data=st.data())
 def test_a_schema_valid_payload_with_a_date_that_is_no_date_gives_the_typed_error(data: st.DataObject) -> None:
@@ -260,7 +253,6 @@ def test_a_schema_valid_payload_with_a_date_that_is_no_date_gives_the_typed_erro
 
 
 @pytest.mark.spapi_models
-@needs_models
 @HYPOTHESIS
 @given(data=st.data())
 def test_schema_valid_payloads_with_arbitrary_strings_never_raise_anything_else(data: st.DataObject) -> None:

@@ -88,12 +88,12 @@ def test_entries_in_flight_are_not_handed_out_again_until_they_are_done_or_stale
     scanner = DueScanner(retry_after=60.0)
     assert [e.key for e in scanner.due(0, db, NOW, monotonic=100.0)] == [key]
     assert scanner.due(0, db, NOW, monotonic=110.0) == []
-    assert scanner.inflight_count() == 1
+    assert len(scanner.cursor(0).inflight) == 1
     assert [e.key for e in scanner.due(0, db, NOW, monotonic=161.0)] == [key]  # lost firing: handed out again
     scanner.done(0, key)
     db.delete(key)
     assert scanner.due(0, db, NOW, monotonic=170.0) == []
-    assert scanner.inflight_count() == 0
+    assert scanner.cursor(0).inflight == {}
 
 
 def test_the_hint_skips_deleted_heads_and_new_earlier_entries_lower_it(db: Any) -> None:
@@ -124,7 +124,7 @@ def test_forgetting_partitions_resets_their_cursor(db: Any) -> None:
     assert scanner.cursor(0).inflight == {}
     scanner.due(0, db, NOW, monotonic=0.0)
     scanner.reset()
-    assert scanner.inflight_count() == 0
+    assert scanner.cursor(0).inflight == {}
 
 
 def test_budget_limits_one_tick(db: Any) -> None:
