@@ -12,6 +12,7 @@ from statemachine.events import (
     SendCommand,
     SendResult,
     SendResultKind,
+    SendStarted,
     StateChanged,
     TimerFired,
 )
@@ -39,6 +40,7 @@ __all__ = [
     "SendHours",
     "SendResult",
     "SendResultKind",
+    "SendStarted",
     "StateChanged",
     "TimerFired",
     "Timing",

@@ -31,6 +31,7 @@ from statemachine.events import (
     SendCommand,
     SendResult,
     SendResultKind,
+    SendStarted,
     StateChanged,
     TimerFired,
 )
@@ -42,6 +43,7 @@ from statemachine.policy import (
     Window,
     estimated_delivery,
     first_send_time,
+    last_check,
     retry_delay,
     window_for,
     within_send_hours,
@@ -50,6 +52,9 @@ from statemachine.record import OrderRecord, OrderState, Transition
 
 S = OrderState
 _ACTIVE = frozenset({S.PENDING, S.SHIPPED, S.ELIGIBLE, S.WAITING})
+_LAST_GAP = timedelta(minutes=1)
+"""Inside the last margin, a re-check closer than this to the deadline is not worth a call: the next look is at the
+deadline, which expires the order."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +73,7 @@ class Decision:
     delete: bool = False
 
 
-Event = OrderChanged | TimerFired | SendResult
+Event = OrderChanged | TimerFired | SendStarted | SendResult
 
 
 def apply(record: OrderRecord | None, event: Event, now: datetime, policy: Policy = DEFAULT_POLICY) -> Decision:
@@ -82,6 +87,8 @@ def apply(record: OrderRecord | None, event: Event, now: datetime, policy: Polic
         step.order_changed(event)
     elif isinstance(event, TimerFired):
         step.timer_fired()
+    elif isinstance(event, SendStarted):
+        step.send_started()
     else:
         step.send_result(event)
     return step.decision()
@@ -167,23 +174,36 @@ class _Step:
         assert self.record is not None and self.record.window_end is not None
         return self.record.window_end
 
-    def _send_time(self, at: datetime) -> datetime:
+    def _window(self) -> Window:
+        record = self.record
+        assert record is not None and record.window_start is not None and record.window_end is not None
+        return Window(start=record.window_start, end=record.window_end, estimated=record.window_estimated)
+
+    def _send_time(self, at: datetime, latest: datetime) -> datetime:
         assert self.record is not None
+        record = self.record
         return within_send_hours(
-            at, self.policy.seller.send_hours, self.record.marketplace_id, deadline=self._deadline()
+            at, self.policy.seller.send_hours, record.marketplace_id, deadline=latest, seed=record.key
         )
 
     def _wait_or_expire(
         self, trigger: Trigger, at: datetime, reason: str, request_id: str | None, **changes: Any
     ) -> None:
-        """Schedule the next check at ``at``; at the window's end at the latest; expire if that has passed."""
+        """Schedule the next check at ``at``, at the window's last check at the latest; expire only once the window
+        has closed.
+
+        Inside the last margin, each further check halves the time left, so an order is looked at again before the
+        deadline rather than at it (where the timer's lateness would make it expire unchecked)."""
         deadline = self._deadline()
-        if at > deadline:
-            if self.now >= deadline:
-                self._move(Trigger.EXPIRE, f"window closed ({reason})", request_id, **changes)
-                return
-            at = deadline
-        self._move(trigger, reason, request_id, due_at=self._send_time(at), lease_expires_at=None, **changes)
+        if self.now >= deadline:
+            self._move(Trigger.EXPIRE, f"window closed ({reason})", request_id, **changes)
+            return
+        latest = last_check(self._window(), self.timing)
+        if at > latest:
+            left = deadline - self.now
+            at = latest if self.now < latest else (self.now + left / 2 if left > _LAST_GAP else deadline)
+            latest = max(latest, at)
+        self._move(trigger, reason, request_id, due_at=self._send_time(at, latest), lease_expires_at=None, **changes)
 
     def _issue_command(self, trigger: Trigger, reason: str) -> None:
         record = self.record
@@ -237,7 +257,9 @@ class _Step:
             if record.state is S.NEW or record.state in _ACTIVE:
                 self._move(Trigger.CANCEL, "order canceled", due_at=None, lease_expires_at=None)
         elif event.status == OrderStatus.SHIPPED:
-            if record.state in (S.NEW, S.PENDING):
+            if record.state in (S.NEW, S.PENDING) or (record.state is S.EXPIRED and record.shipped_at is None):
+                # An order that expired waiting for its shipment (a preorder, say) ships after all: its window is
+                # Amazon's to judge, so it is scheduled like any shipped order.
                 self._ship(event)
             elif record.state in (S.SHIPPED, S.WAITING, S.ELIGIBLE):
                 self._reschedule()
@@ -282,13 +304,12 @@ class _Step:
 
     def _first_due(self) -> datetime:
         record = self.record
-        assert record is not None and record.window_start is not None and record.window_end is not None
-        window = Window(start=record.window_start, end=record.window_end, estimated=record.window_estimated)
+        assert record is not None
         earliest = record.earliest_delivery
         if earliest is None:
             assert record.shipped_at is not None
             earliest = estimated_delivery(record.shipped_at, self.timing)[0]
-        return first_send_time(window, earliest, self.policy, record.marketplace_id)
+        return first_send_time(self._window(), earliest, self.policy, record.marketplace_id, seed=record.key)
 
     def _reschedule(self) -> None:
         """New facts for a shipped order: recompute the window; a not-yet-checked order also its send time."""
@@ -306,7 +327,8 @@ class _Step:
             self._update(due_at=self._first_due(), last_reason="delivery dates changed; rescheduled")
         elif record.state is S.WAITING:
             assert record.due_at is not None
-            self._update(due_at=min(record.due_at, window.end), last_reason="delivery dates changed")
+            latest = last_check(window, self.timing)
+            self._update(due_at=min(record.due_at, latest), last_reason="delivery dates changed")
 
     # --- timers -----------------------------------------------------------------------------------------
 
@@ -336,6 +358,13 @@ class _Step:
 
     # --- send results -----------------------------------------------------------------------------------
 
+    def send_started(self) -> None:
+        """A create call is about to go out (for whichever lease): the order may be solicited from now on."""
+        record = self.record
+        if record is None or record.state not in _ACTIVE or record.maybe_sent:
+            return
+        self._update(maybe_sent=True, last_reason="a create call went out; it may have taken effect")
+
     def send_result(self, result: SendResult) -> None:
         record = self.record
         if record is None:
@@ -361,6 +390,11 @@ class _Step:
 
     def _not_yet_available(self, result: SendResult) -> None:
         assert self.record is not None
+        if self.record.maybe_sent:
+            # An earlier create may have reached Amazon (which then stops offering the action): only another
+            # create can tell, and it reads 403 "not available" as sent.
+            self._issue_command(Trigger.REISSUE, "not offered after a create that may have taken effect; create again")
+            return
         self._wait_or_expire(
             Trigger.NOT_YET,
             self.now + self.timing.recheck_interval,

@@ -1,36 +1,54 @@
 """What flows into and out of ``apply``: input events, send commands, and outcome events.
 
-These are also the wire contracts of the internal Kafka topics (JSON, ``frozen``, ``extra="forbid"``, with a
-``schema_version``). Input events form a discriminated union on ``kind``.
+These are also the wire contracts of the internal Kafka topics (JSON, ``frozen``, with a ``schema_version``; fields a
+newer version adds are ignored by an older reader, so workers can be upgraded one by one). Input events form a
+discriminated union on ``kind``.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import ConfigDict, Field, ValidationError
 
+from statemachine.errors import InvalidNotification
 from statemachine.notification import Notification
+from statemachine.parse import describe_validation_error
 from statemachine.record import OrderState, order_key
 from statemachine.types import FrozenModel, IsoDateTime
 
 
 class _Model(FrozenModel):
+    """Our wire events: a field added by a newer version is ignored by an older reader (rolling upgrades)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
     schema_version: int = 1
+
+
+EARLIEST_PLAUSIBLE = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST_PLAUSIBLE = datetime(2100, 1, 1, tzinfo=UTC)
+"""Dates outside these bounds did not come from a real order (and would overflow the window arithmetic)."""
+MAX_DELIVERY_SPAN = timedelta(days=180)
+"""The longest plausible gap between the earliest and the latest delivery date."""
+
+Short = Annotated[str, Field(min_length=1, max_length=64)]
+"""Ids and Amazon enum values: short, so a stored record stays small whatever a producer sends."""
 
 
 class OrderChanged(_Model):
     """The facts of one ORDER_CHANGE notification that the core uses (no buyer data)."""
 
     kind: Literal["order_changed"] = "order_changed"
-    notification_id: str
+    notification_id: Annotated[str, Field(min_length=1, max_length=128)]
     event_time: IsoDateTime
-    seller_id: str
-    order_id: str
-    marketplace_id: str
-    status: str
-    fulfillment: str
+    seller_id: Short
+    order_id: Short
+    marketplace_id: Short
+    status: Short
+    fulfillment: Short
     change_time: IsoDateTime | None = None
     purchase_date: IsoDateTime | None = None
     earliest_delivery: IsoDateTime | None = None
@@ -38,7 +56,35 @@ class OrderChanged(_Model):
 
     @classmethod
     def from_notification(cls, notification: Notification) -> OrderChanged:
-        """Keep what the rules need; drop the rest (postal code, items)."""
+        """Keep what the rules need; drop the rest (postal code, items). :class:`InvalidNotification` when the facts
+        cannot be those of a real order (dates out of range, inverted or too far apart, oversized values)."""
+        try:
+            facts = cls._facts(notification)
+        except ValidationError as exc:
+            raise InvalidNotification(describe_validation_error(exc)) from None
+        facts.check_plausible()
+        return facts
+
+    def check_plausible(self) -> None:
+        """Raise :class:`InvalidNotification` for dates no real order has; the window arithmetic needs sane dates."""
+        for name in ("event_time", "change_time", "purchase_date", "earliest_delivery", "latest_delivery"):
+            value: datetime | None = getattr(self, name)
+            if value is not None and not EARLIEST_PLAUSIBLE <= value < LATEST_PLAUSIBLE:
+                raise InvalidNotification(
+                    f"{name} {value.date().isoformat()} is outside the plausible range "
+                    f"{EARLIEST_PLAUSIBLE.year}..{LATEST_PLAUSIBLE.year - 1}"
+                )
+        earliest, latest = self.earliest_delivery, self.latest_delivery
+        if earliest is not None and latest is not None:
+            if latest < earliest:
+                raise InvalidNotification("LatestDeliveryDate is before EarliestDeliveryDate")
+            if latest - earliest > MAX_DELIVERY_SPAN:
+                raise InvalidNotification(
+                    f"delivery dates are {(latest - earliest).days} days apart, more than {MAX_DELIVERY_SPAN.days}"
+                )
+
+    @classmethod
+    def _facts(cls, notification: Notification) -> OrderChanged:
         change = notification.change
         summary = change.Summary
         return cls(
@@ -66,6 +112,23 @@ class TimerFired(_Model):
     kind: Literal["timer_fired"] = "timer_fired"
     seller_id: str
     order_id: str
+
+    @property
+    def key(self) -> str:
+        return order_key(self.seller_id, self.order_id)
+
+
+class SendStarted(_Model):
+    """The sender is about to call create for this lease: from now on the order may have been solicited.
+
+    Published and acknowledged by Kafka *before* the call, so a crash after Amazon's 201 and before the result
+    still leaves the record saying "maybe sent": the next command creates directly and reads 403 "not available"
+    as sent (``docs/state-machine.md``)."""
+
+    kind: Literal["send_started"] = "send_started"
+    seller_id: str
+    order_id: str
+    lease_id: int
 
     @property
     def key(self) -> str:
@@ -113,7 +176,7 @@ class SendResult(_Model):
         return order_key(self.seller_id, self.order_id)
 
 
-OrderEvent = Annotated[OrderChanged | TimerFired | SendResult, Field(discriminator="kind")]
+OrderEvent = Annotated[OrderChanged | TimerFired | SendStarted | SendResult, Field(discriminator="kind")]
 """Every event the orders agent applies."""
 
 

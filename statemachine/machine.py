@@ -26,7 +26,7 @@ class Trigger(StrEnum):
     HOLD = "hold"
     """First notification of an order that is not shipped yet."""
     SHIP = "ship"
-    """A Shipped notification: schedule the first check."""
+    """A Shipped notification: schedule the first check (also for an order that expired waiting to ship)."""
     CANCEL = "cancel"
     """A Canceled notification."""
     COMMAND = "command"
@@ -53,7 +53,7 @@ ACTIVE = [S.PENDING, S.SHIPPED, S.ELIGIBLE, S.WAITING]
 
 TRANSITIONS: tuple[tuple[Trigger, list[OrderState], OrderState], ...] = (
     (Trigger.HOLD, [S.NEW], S.PENDING),
-    (Trigger.SHIP, [S.NEW, S.PENDING], S.SHIPPED),
+    (Trigger.SHIP, [S.NEW, S.PENDING, S.EXPIRED], S.SHIPPED),
     (Trigger.CANCEL, [S.NEW, *ACTIVE], S.CANCELED),
     (Trigger.COMMAND, [S.SHIPPED, S.WAITING], S.ELIGIBLE),
     (Trigger.REISSUE, [S.ELIGIBLE], S.ELIGIBLE),

@@ -32,6 +32,9 @@ WINDOW_OPENS_AFTER = timedelta(days=5)
 """Amazon: the window opens five days after the EarliestDeliveryDate."""
 WINDOW_CLOSES_AFTER = timedelta(days=30)
 """Amazon: the window closes thirty days after the LatestDeliveryDate."""
+MAX_DELAY_DAYS = 29.0
+"""The longest delay after the EDD that still leaves a day of Amazon's window (an order whose latest delivery date is
+its earliest one has 30 days after it); a longer delay would never send, so the registry refuses it."""
 
 
 class SendHours(BaseModel):
@@ -54,7 +57,15 @@ class SellerPolicy(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    delay_days: float = Field(default=5.0, ge=0, le=60, description="Send this many days after the EDD.")
+    delay_days: float = Field(
+        default=5.0,
+        ge=0,
+        le=MAX_DELAY_DAYS,
+        description=(
+            f"Send this many days after the EDD (at most {MAX_DELAY_DAYS:g}: Amazon's window closes 30 days after the "
+            "latest delivery date, and the last check needs its margin)."
+        ),
+    )
     send_hours: SendHours | None = Field(default=None, description="Local send hours; None = any time.")
     paused: bool = Field(default=False, description="Hold every send until resumed.")
     dry_run: bool = Field(default=False, description="Check eligibility but never send.")
@@ -86,6 +97,14 @@ class Timing(BaseModel):
     )
     retention: timedelta = Field(
         default=timedelta(days=90), gt=timedelta(0), description="Keep finished orders this long, then purge."
+    )
+    last_check_margin: timedelta = Field(
+        default=timedelta(hours=2),
+        ge=timedelta(0),
+        description=(
+            "The last check is scheduled this long before the window closes, so timer lateness and the send queue "
+            "cannot push it past the deadline."
+        ),
     )
     history_limit: int = Field(default=20, ge=1, description="Transitions kept in an order's history.")
     notification_ids_limit: int = Field(default=32, ge=1, description="NotificationIds kept per order for dedup.")
@@ -140,16 +159,25 @@ def window_for(
     return Window(start=earliest + WINDOW_OPENS_AFTER, end=latest + WINDOW_CLOSES_AFTER, estimated=True)
 
 
+def last_check(window: Window, timing: Timing) -> datetime:
+    """The latest time a check is scheduled for: ``last_check_margin`` before the window closes (never before it
+    opens)."""
+    return max(window.start, window.end - timing.last_check_margin)
+
+
 def first_send_time(
     window: Window,
     earliest_delivery: datetime,
     policy: Policy,
     marketplace_id: str,
+    seed: str = "",
 ) -> datetime:
-    """When to check-and-send first: ``EDD + delay_days``, clamped into the window, moved into send hours."""
+    """When to check-and-send first: ``EDD + delay_days``, clamped into the window (up to its last check), moved
+    into send hours (spread over them by ``seed``, the order key)."""
+    latest = last_check(window, policy.timing)
     target = earliest_delivery + timedelta(days=policy.seller.delay_days)
-    target = min(max(target, window.start), window.end)
-    return within_send_hours(target, policy.seller.send_hours, marketplace_id, deadline=window.end)
+    target = min(max(target, window.start), latest)
+    return within_send_hours(target, policy.seller.send_hours, marketplace_id, deadline=latest, seed=seed)
 
 
 def within_send_hours(
@@ -158,8 +186,12 @@ def within_send_hours(
     marketplace_id: str,
     *,
     deadline: datetime,
+    seed: str = "",
 ) -> datetime:
-    """``when``, or the start of the next allowed local hour; unchanged if moving it would pass ``deadline``."""
+    """``when``, or a time in the next allowed local hours; unchanged if moving it would pass ``deadline``.
+
+    A moved time is spread over the allowed hours by ``seed`` (stable per order), so the orders of a seller that
+    came due overnight do not all fall due at ``start_hour`` and pile up behind its rate limit."""
     if hours is None:
         return when
     zone = _zone(marketplace_id)
@@ -167,8 +199,12 @@ def within_send_hours(
     if hours.start_hour <= local.hour < hours.end_hour:
         return when
     day = local.date() if local.hour < hours.start_hour else local.date() + timedelta(days=1)
-    moved = datetime(day.year, day.month, day.day, hours.start_hour, tzinfo=zone).astimezone(UTC)
-    return moved if moved <= deadline else when
+    opens = datetime(day.year, day.month, day.day, hours.start_hour, tzinfo=zone).astimezone(UTC)
+    if opens > deadline:
+        return when
+    span = timedelta(hours=hours.end_hour - hours.start_hour) - timedelta(minutes=1)
+    offset = span * ((_stable_hash(seed) % 10_000) / 10_000) if seed else timedelta(0)
+    return min(opens + offset, deadline)
 
 
 def retry_delay(failures: int, timing: Timing, jitter_seed: str) -> timedelta:

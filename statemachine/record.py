@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from pydantic import ConfigDict
+
 from statemachine.types import FrozenModel, IsoDateTime
 
 
@@ -57,7 +59,12 @@ class Transition(FrozenModel):
 
 
 class OrderRecord(FrozenModel):
-    """One order, as stored in the orders table (JSON)."""
+    """One order, as stored in the orders table (JSON).
+
+    Fields a newer version adds are kept (``extra="allow"``): an older worker that rewrites the record during a
+    rolling upgrade carries them along instead of failing to read it."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
 
     schema_version: int = 1
     seller_id: str

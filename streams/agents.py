@@ -1,103 +1,138 @@
 """The worker's agents, its timer and its rebalance hooks: thin loops that hand each record to a processor.
 
+* ``load_sellers`` task: loads the sellers registry, then starts the command feed; the agent and the timer wait
+  for the registry.
 * ``orders`` agent (concurrency 1, the only writer of order state) reads ``order-changes`` and ``order-events``
-  (co-partitioned, keyed by order) and hands each record to :class:`streams.orders.OrdersProcessor`.
-* ``send`` agent reads ``send-commands`` (keyed by seller) and hands each record to :class:`streams.sender.Sender`,
-  whose per-seller lanes call the SP-API and publish results to ``order-events`` and ``outcomes``.
-* ``fire_due`` timer (every ``SOLICIT_WORKER__TIMER_INTERVAL`` real seconds, on every worker): for each *active*
-  partition, the due entries of the index (:mod:`streams.dueindex`) become timer firings on that partition of
+  (co-partitioned, keyed by order) and hands each record to :class:`streams.orders.OrdersProcessor`. It acknowledges
+  a record only after its outputs and then its record write are confirmed (:mod:`streams.delivery`).
+* ``fire_due`` timer (every ``SOLICIT_WORKER__TIMER_INTERVAL`` real seconds, on every worker): rebuilds the due index
+  of a newly assigned partition from the orders table (one partition per tick), then, for each *active* partition,
+  turns the due entries of the index (:mod:`streams.dueindex`) into timer firings on that partition of
   ``order-events``. Skipped while rebalancing or recovering; the results of a scan that straddled a rebalance are
-  dropped.
-* Both agents and the timer wait until the sellers registry is loaded (``load_sellers``).
+  dropped. A periodic sweep rebuilds every partition's index again.
+* The sender reads ``send-commands`` through its own consumer (:mod:`streams.command_feed`), not through Faust.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any
 
 from streams.app import Worker
-from streams.dueindex import DueFiring, active_partitions, collect_due
+from streams.delivery import ack_when_delivered, handle_with_retries
+from streams.dueindex import DueFiring, active_partitions, collect_due, index_key, rebuild_from_table
+from streams.orders import Handled, PendingWrite
 
 log = logging.getLogger(__name__)
 
 
 def register(worker: Worker) -> None:
-    """Register the agents, the timer and the hooks of ``worker`` on its Faust app."""
-    _register_agents(worker)
-    _register_timer(worker)
+    """Register the tasks, agent, timers and hooks of ``worker`` on its Faust app."""
+    _register_startup(worker)
+    _register_orders(worker)
+    _register_timers(worker)
     _register_hooks(worker)
 
 
-def _register_agents(w: Worker) -> None:
-    app = w.app
-
-    @app.task
+def _register_startup(w: Worker) -> None:
+    @w.app.task
     async def load_sellers() -> None:
         await w.directory.start()
         log.info("sellers registry loaded: %d seller(s); following changes", len(w.directory))
         w.ready.set()
+        await w.feed.start()
 
-    @app.agent(w.topics.inbound, name="orders", concurrency=1)
+
+def _register_orders(w: Worker) -> None:
+    @w.app.agent(w.topics.inbound, name="orders", concurrency=1)
     async def orders(stream: Any) -> None:
         await w.ready.wait()
-        async for event in stream.events():
+        async for event in stream.noack().events():
             message = event.message
-            try:
-                await w.processor.handle(
-                    topic=message.topic,
-                    partition=message.partition,
-                    offset=message.offset,
-                    key=message.key,
-                    value=message.value,
-                )
-            except Exception:  # a bug must not stop every other order: log it and go on
-                log.exception("orders agent failed on %s[%s]@%s", message.topic, message.partition, message.offset)
-
-    @app.agent(w.topics.commands, name="send", concurrency=1)
-    async def send(stream: Any) -> None:
-        await w.ready.wait()
-        async for event in stream.events():
-            message = event.message
-            await w.sender.receive(partition=message.partition, offset=message.offset, value=message.value)
+            what = f"{message.topic}[{message.partition}]@{message.offset}"
+            handled = await handle_with_retries(functools.partial(_handle, w, message), what=what)
+            write = handled.write
+            if write is None:
+                ack_when_delivered(handled.outputs, event.ack, what=what)
+            else:
+                write.ack = event.ack
+                ack_when_delivered(handled.outputs, functools.partial(_write, w, write), what=what)
 
 
-def _register_timer(w: Worker) -> None:
+async def _handle(w: Worker, message: Any) -> Handled:
+    return await w.processor.handle(
+        topic=message.topic, partition=message.partition, offset=message.offset, key=message.key, value=message.value
+    )
+
+
+def _write(w: Worker, pending: PendingWrite) -> None:
+    """The outputs of an input are confirmed: write the records whose turn has come, ack each once written."""
+    for written, delivery in w.processor.outputs_confirmed(pending):
+        ack_when_delivered([delivery], written.ack, what=f"the record of {written.key}")
+
+
+def _register_timers(w: Worker) -> None:
     app = w.app
-    due_changelog = w.due_table.changelog_topic.get_topic_name()
+    changelog = w.orders_table.changelog_topic.get_topic_name()
 
     @app.timer(w.settings.worker.timer_interval, name="fire_due")
     async def fire_due() -> None:
         if not w.ready.is_set() or app.rebalancing or app.in_recovery:
             return
+        active = sorted(active_partitions(app.assignor.assigned_actives(), changelog))
+        _rebuild_one(w, active)
         generation = app.consumer_generation_id
-        partitions = active_partitions(app.assignor.assigned_actives(), due_changelog)
-        batch = collect_due(w.scanner, w.due_table, partitions, w.clock.now(), w.clock.monotonic())
+        usable = [p for p in active if p in w.indexed]
+        batch = collect_due(w.scanner, w.index, usable, w.clock.now(), w.clock.monotonic())
         if app.consumer_generation_id != generation or app.rebalancing:
             w.scanner.reset()
             return
-        for partition, entry in batch:
-            await w.sink.firing(DueFiring.of(entry), partition)
+        try:
+            for partition, entry in batch:
+                await w.sink.firing(DueFiring.of(entry), partition)
+        except Exception as exc:  # the scanner hands the entries out again after a while
+            log.warning("timer firings could not be published (%s: %s); they come again", type(exc).__name__, exc)
+
+    @app.timer(w.settings.worker.index_sweep_interval, name="sweep_due_index")
+    async def sweep_due_index() -> None:
+        w.indexed.clear()  # rebuilt one partition per tick, from the table: a safety net, cheap (no parsing)
+
+
+def _rebuild_one(w: Worker, active: list[int]) -> None:
+    """Rebuild the due index of one active partition that needs it, from the orders table and the staged writes."""
+    stale = [p for p in active if p not in w.indexed]
+    if not stale:
+        return
+    partition = stale[0]
+    rebuild_from_table(w.index, w.orders_table, partition)
+    for record in w.processor.writes.staged(partition):
+        if record.next_due is not None:
+            w.index.add(partition, index_key(record.next_due, record.key))
+    w.scanner.forget([partition])
+    w.indexed.add(partition)
 
 
 def _register_hooks(w: Worker) -> None:
     app = w.app
-    due_changelog = w.due_table.changelog_topic.get_topic_name()
-    commands_name = w.topics.commands.get_topic_name()
+    changelog = w.orders_table.changelog_topic.get_topic_name()
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]  # mode types the receiver too narrowly
     async def on_revoked(sender: Any, *args: Any, **kwargs: Any) -> None:
-        revoked: set[Any] = args[0]
-        w.scanner.forget(tp.partition for tp in revoked if tp.topic == due_changelog)
-        w.sender.revoke({tp.partition for tp in revoked if tp.topic == commands_name})
+        moved = {tp.partition for tp in args[0] if tp.topic == changelog}
+        w.scanner.forget(moved)
+        w.indexed.difference_update(moved)
 
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def on_assigned(sender: Any, *args: Any, **kwargs: Any) -> None:
-        assigned: set[Any] = args[0]
-        w.scanner.forget(tp.partition for tp in assigned if tp.topic == due_changelog)
+        moved = {tp.partition for tp in args[0] if tp.topic == changelog}
+        w.scanner.forget(moved)
+        w.indexed.difference_update(moved)  # rebuilt from the table once recovery is done
 
     @app.on_before_shutdown.connect  # type: ignore[arg-type]
     async def close_resources(sender: Any, *args: Any, **kwargs: Any) -> None:
-        await w.sender.close()
+        await w.feed.stop()
+        await w.sender.close(grace=w.settings.worker.shutdown_grace)
         await w.clients.aclose()
         await w.directory.stop()
+        w.index.close()

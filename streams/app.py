@@ -24,11 +24,12 @@ from faust.types import TableT, TopicT
 from connectors.clock import Clock
 from connectors.crypto import SecretKeyError, TokenCipher
 from connectors.spapi import AppCredentials, SolicitationsClient
-from statemachine import SellerPolicy, SendCommand, SendResult, StateChanged
+from statemachine import SellerPolicy, SendCommand, SendResult, SendStarted, StateChanged
+from streams.command_feed import CommandFeed, OffsetTracker
 from streams.deadletters import DeadLetter
 from streams.directory import SellerDirectory
-from streams.dueindex import DueFiring, DueScanner
-from streams.orders import OrdersProcessor, TableStore
+from streams.dueindex import DueFiring, DueScanner, LocalDueIndex
+from streams.orders import Delivery, OrdersProcessor, TableStore
 from streams.outcomes import SendAttempt
 from streams.sender import Sender
 from streams.settings import Settings
@@ -51,50 +52,63 @@ class Topics:
     outcomes: TopicT
     dead_letters: TopicT
 
-    async def publish(self, topic: TopicT, key: str, value: bytes, partition: int | None = None) -> None:
-        await topic.send(key=key.encode(), value=value, partition=partition)
+    async def publish(self, topic: TopicT, key: str, value: bytes, partition: int | None = None) -> Delivery:
+        """Send now (never attached to the current event); the delivery resolves once Kafka acknowledged it."""
+        return await topic.send(key=key.encode(), value=value, partition=partition, force=True)
 
-    async def dead_letter(self, letter: DeadLetter) -> None:
+    async def dead_letter(self, letter: DeadLetter) -> Delivery:
         key = letter.key.encode() if letter.key is not None else None
-        await self.dead_letters.send(key=key, value=letter.to_json())
+        return await self.dead_letters.send(key=key, value=letter.to_json(), force=True)
+
+    def named(self, name: str) -> TopicT:
+        """The topic called ``name`` (``order-changes`` or ``order-events``)."""
+        return self.changes if name == self.changes.get_topic_name() else self.events
 
 
 class TopicEmitter:
-    """Where the orders agent's output goes (Faust attaches the sends to the current event)."""
+    """Where the orders agent's output goes; each send returns its delivery (the agent acks once all resolved)."""
 
     def __init__(self, topics: Topics) -> None:
         self.topics = topics
 
-    async def command(self, command: SendCommand) -> None:
-        await self.topics.publish(self.topics.commands, command.seller_id, command.model_dump_json().encode())
+    async def command(self, command: SendCommand) -> Delivery:
+        return await self.topics.publish(self.topics.commands, command.seller_id, command.model_dump_json().encode())
 
-    async def outcome(self, event: StateChanged) -> None:
-        await self.topics.publish(self.topics.outcomes, event.order_key, event.model_dump_json().encode())
+    async def outcome(self, event: StateChanged) -> Delivery:
+        return await self.topics.publish(self.topics.outcomes, event.order_key, event.model_dump_json().encode())
 
-    async def dead_letter(self, letter: DeadLetter) -> None:
-        await self.topics.dead_letter(letter)
+    async def dead_letter(self, letter: DeadLetter) -> Delivery:
+        return await self.topics.dead_letter(letter)
 
-    async def reroute(self, key: bytes, value: bytes) -> None:
-        await self.topics.changes.send(key=key, value=value)
+    async def reroute(self, topic: str, partition: int, key: bytes, value: bytes) -> Delivery:
+        return await self.topics.named(topic).send(key=key, value=value, partition=partition, force=True)
 
 
 class TopicSink:
-    """Where the sender and the timer publish (from their own tasks, outside stream iteration)."""
+    """Where the sender and the timer publish (from their own tasks, outside stream iteration).
+
+    The sender's methods return once Kafka acknowledged the record: a command is settled only after its result is
+    safe, and a create call goes out only after its :class:`SendStarted` is."""
 
     def __init__(self, topics: Topics) -> None:
         self.topics = topics
 
+    async def started(self, started: SendStarted) -> None:
+        await (await self.topics.publish(self.topics.events, started.key, started.model_dump_json().encode()))
+
     async def result(self, result: SendResult) -> None:
-        await self.topics.publish(self.topics.events, result.key, result.model_dump_json().encode())
+        await (await self.topics.publish(self.topics.events, result.key, result.model_dump_json().encode()))
 
     async def attempt(self, attempt: SendAttempt) -> None:
-        await self.topics.publish(self.topics.outcomes, attempt.order_key, attempt.model_dump_json().encode())
+        payload = attempt.model_dump_json().encode()
+        await (await self.topics.publish(self.topics.outcomes, attempt.order_key, payload))
 
     async def dead_letter(self, letter: DeadLetter) -> None:
-        await self.topics.dead_letter(letter)
+        await (await self.topics.dead_letter(letter))
 
     async def firing(self, firing: DueFiring, partition: int) -> None:
-        """A timer firing goes to the order's own partition of ``order-events`` (where its record lives)."""
+        """A timer firing goes to the order's own partition of ``order-events`` (where its record lives); a lost
+        one is handed out again by the scanner."""
         await self.topics.publish(self.topics.events, firing.key, firing.model_dump_json().encode(), partition)
 
 
@@ -137,15 +151,18 @@ class Worker:
     app: faust.App
     topics: Topics
     orders_table: TableT[bytes, bytes]
-    due_table: TableT[bytes, bytes]
+    index: LocalDueIndex
     scanner: DueScanner
     directory: SellerDirectory
     sender: Sender
     processor: OrdersProcessor
     sink: TopicSink
     clients: SpApiClients
+    feed: CommandFeed
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     """Set once the sellers registry is loaded; the agents and the timer wait for it."""
+    indexed: set[int] = field(default_factory=set)
+    """Active partitions whose due index was rebuilt since they were assigned."""
 
 
 def build_app(settings: Settings) -> faust.App:
@@ -184,8 +201,8 @@ def build_topics(app: faust.App, settings: Settings) -> Topics:
     )
 
 
-def build_tables(app: faust.App, settings: Settings) -> tuple[TableT[bytes, bytes], TableT[bytes, bytes]]:
-    """The ``orders`` table and the ``due-index`` table, with modest RocksDB options."""
+def build_table(app: faust.App, settings: Settings) -> TableT[bytes, bytes]:
+    """The ``orders`` table, with modest RocksDB options (the due index is derived from it: ``streams.dueindex``)."""
     worker = settings.worker
     rocks = {
         "write_buffer_size": worker.rocksdb_write_buffer_mb << 20,
@@ -194,9 +211,7 @@ def build_tables(app: faust.App, settings: Settings) -> tuple[TableT[bytes, byte
         "target_file_size_base": 16 << 20,
     }
     partitions = settings.kafka.partitions
-    orders = app.Table("orders", key_type=bytes, value_type=bytes, partitions=partitions, options=rocks)
-    due = app.Table("due-index", key_type=bytes, value_type=bytes, partitions=partitions, options=rocks)
-    return orders, due
+    return app.Table("orders", key_type=bytes, value_type=bytes, partitions=partitions, options=rocks)
 
 
 def build_worker(settings: Settings) -> Worker:
@@ -204,11 +219,13 @@ def build_worker(settings: Settings) -> Worker:
     clock = settings.sim.clock()
     app = build_app(settings)
     topics = build_topics(app, settings)
-    orders_table, due_table = build_tables(app, settings)
+    orders_table = build_table(app, settings)
+    index = LocalDueIndex(settings.worker.state_dir() / "due-index")
     scanner = DueScanner(budget=settings.worker.timer_budget)
     directory = SellerDirectory(connection=settings.kafka, topic=SELLERS.named(settings.kafka.topic_prefix))
     sink = TopicSink(topics)
     clients = SpApiClients(settings, clock)
+    tracker = OffsetTracker()
     sender = Sender(
         sellers=directory,
         client_for=clients,
@@ -217,6 +234,15 @@ def build_worker(settings: Settings) -> Worker:
         clock=clock,
         config=settings.sender,
         commands_topic=topics.commands.get_topic_name(),
+        done=tracker.settled,
+    )
+    feed = CommandFeed(
+        connection=settings.kafka,
+        topic=topics.commands.get_topic_name(),
+        group_id=f"{settings.worker.app_id}-sender",
+        receive=lambda partition, offset, value: sender.receive(partition=partition, offset=offset, value=value),
+        revoked=sender.revoke,
+        tracker=tracker,
     )
 
     def policy_of(seller_id: str) -> SellerPolicy | None:
@@ -224,13 +250,15 @@ def build_worker(settings: Settings) -> Worker:
         return seller.policy if seller is not None else None
 
     processor = OrdersProcessor(
-        store=TableStore(orders_table, due_table),
+        store=TableStore(orders_table, index),
         emitter=TopicEmitter(topics),
         policies=policy_of,
         clock=clock,
         timing=settings.timing,
+        partitions=settings.kafka.partitions,
         scanner=scanner,
         changes_topic=topics.changes.get_topic_name(),
+        events_topic=topics.events.get_topic_name(),
     )
     directory.subscribe(lambda change: sender.seller_changed(change.seller_id))
     worker = Worker(
@@ -239,13 +267,14 @@ def build_worker(settings: Settings) -> Worker:
         app=app,
         topics=topics,
         orders_table=orders_table,
-        due_table=due_table,
+        index=index,
         scanner=scanner,
         directory=directory,
         sender=sender,
         processor=processor,
         sink=sink,
         clients=clients,
+        feed=feed,
     )
     return worker
 

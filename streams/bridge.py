@@ -40,7 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from connectors.clock import Clock
 from connectors.kafka import KafkaConnection, idempotent_producer
 from connectors.sqs import MAX_BATCH, MAX_WAIT_SECONDS, QueueMisconfigured, SqsError, SqsMessage, SqsQueue
-from statemachine import InvalidNotification, Notification, order_key, parse_notification
+from statemachine import InvalidNotification, Notification, OrderChanged, order_key, parse_notification
 from streams.deadletters import DeadLetter
 from streams.topics import DEAD_LETTERS, ORDER_CHANGES
 
@@ -118,6 +118,7 @@ def route(message: SqsMessage, *, order_changes_topic: str, dead_letters_topic: 
     """Decide where one message goes and build its record. Pure: parsing never raises out of here."""
     try:
         notification = parse_notification(message.body)
+        OrderChanged.from_notification(notification)  # facts no real order has (dates out of range, ...) stop here
     except InvalidNotification as exc:
         letter = DeadLetter.build(
             source="sqs", reason=exc.reason, raw=message.body, at=now, metadata=message.metadata()

@@ -1,37 +1,49 @@
-"""The durable due-time index: which orders of a partition need a timer look, found without scanning the table.
+"""The due-time index: which orders of a partition need a timer look, found without scanning the orders table.
 
-Layout (docs/architecture.md, "Durable timers"): a RocksDB-backed Faust table, co-partitioned with the orders
-table, whose keys are ``0x01 ‖ big-endian u64 due time in ms ‖ order key`` with empty values. RocksDB orders keys
-bytewise, so within a partition the index is sorted by due time. Faust's own offset key (``__faust\\x00offset__``)
-sorts after every ``0x01`` key and is never reached by our bounded scans.
+Layout (docs/architecture.md, "Durable timers"): per partition, a local RocksDB store (:class:`LocalDueIndex`, in
+the worker's state directory) whose keys are ``0x01 ‖ big-endian u64 due time in ms ‖ order key`` with empty values.
+RocksDB orders keys bytewise, so the index is sorted by due time.
 
-* **Writes** happen only in the orders agent (inside stream iteration, as Faust requires): when an order's
-  ``next_due`` changes, its old index key is deleted and the new one inserted in the same event. The index is
-  durable through its changelog topic and restored by Faust's recovery like any table.
-* **Reads** happen in the timer, which cannot write tables: for each *active* partition it opens one RocksDB
-  iterator bounded above by ``0x01 ‖ be64(now + 1)`` and seeks to a per-partition hint (the smallest key it may
-  still need), so a tick costs one seek plus the due entries: a million orders due next month cost nothing.
-  Deleted keys leave tombstones at the head of the index; the hint skips them.
-* Each due entry becomes a ``TimerFired`` event sent to the order's own partition of ``order-events``; the
-  orders agent re-checks and acts. Entries already sent and not yet processed are remembered (``inflight``) so a
-  slow agent does not get the same entry again every tick.
+* **Derived, never diverging.** The index has no changelog of its own: it is a pure function of the orders table.
+  Each stored record begins with its ``next_due`` (:data:`RECORD_V2`), and :meth:`LocalDueIndex.rebuild` recreates a
+  partition's index from the table's store by reading those eight bytes, after the partition was assigned and
+  recovered, and again by a periodic sweep. A crash between a record's write and its index write therefore cannot
+  leave an order that never fires (issue 9.2), and the index costs no Kafka send per event.
+* **Writes** happen in the orders agent: when an order's ``next_due`` changes, its old index key is deleted and the
+  new one inserted, in the same synchronous step that writes the record.
+* **Reads** happen in the timer: for each *active* partition it opens one RocksDB iterator bounded above by
+  ``0x01 ‖ be64(now + 1)`` and seeks to a per-partition hint (the smallest key it may still need), so a tick costs one
+  seek plus the due entries: a million orders due next month cost nothing. The hint moves past deleted keys whether
+  or not anything is due, so tombstones at the head are walked once, not every tick.
+* Each due entry becomes a :class:`DueFiring` on the order's own partition of ``order-events``; the orders agent
+  re-checks and acts. Entries handed out and not yet handled are remembered (``inflight``) so a slow agent does not
+  get the same entry again every tick.
 
-This module is the only place that touches Faust's private store internals (``table.data._dbs``, in
-:func:`partition_stores`), and pins the assumptions there: raw mode, one ``Rdict`` per partition.
+Faust's store internals are read through :mod:`streams.rocks`.
 """
 
 from __future__ import annotations
 
+import json
+import logging
+import shutil
 import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from pathlib import Path
+from typing import Any
 
 from statemachine import TimerFired
+from streams.rocks import RawDB, partition_stores
+
+log = logging.getLogger(__name__)
 
 PREFIX = b"\x01"
 _U64 = struct.Struct(">Q")
+
+RECORD_V2 = b"\x02"
+"""First byte of a stored order record: ``0x02 ‖ be64(next_due in ms, 0 = none) ‖ JSON`` (``streams.orders``)."""
 
 
 def due_ms(when: datetime) -> int:
@@ -47,6 +59,20 @@ def index_key(due: datetime, order_key: str) -> bytes:
 def index_key_ms(ms: int, order_key: str) -> bytes:
     """The index key of ``order_key`` due at ``ms`` milliseconds since the epoch."""
     return PREFIX + _U64.pack(ms) + order_key.encode()
+
+
+def stored_due_ms(value: bytes) -> int | None:
+    """The ``next_due`` of a stored order record, in ms (None: never due), without parsing the record.
+
+    Records written before :data:`RECORD_V2` are plain JSON; they are read the slow way."""
+    if value[:1] == RECORD_V2 and len(value) >= 9:
+        ms: int = _U64.unpack_from(value, 1)[0]
+        return ms or None
+    try:
+        due = json.loads(value).get("next_due")
+    except (ValueError, AttributeError):
+        return None
+    return due_ms(datetime.fromisoformat(due)) if isinstance(due, str) else None
 
 
 def upper_bound(now: datetime) -> bytes:
@@ -79,12 +105,6 @@ class DueFiring(TimerFired):
     def of(cls, entry: DueEntry) -> DueFiring:
         seller_id, _, order_id = entry.order_key.partition("/")
         return cls(seller_id=seller_id, order_id=order_id, index_due_ms=entry.due_ms)
-
-
-class RawDB(Protocol):
-    """The part of a rocksdict ``Rdict`` (raw mode) the scan uses."""
-
-    def iter(self, read_opt: Any) -> Any: ...
 
 
 def scan_due(db: RawDB, *, start: bytes, now: datetime, limit: int) -> list[DueEntry]:
@@ -132,8 +152,9 @@ class DueScanner:
         """Entries of ``partition`` due by ``now`` not handed out yet (or handed out too long ago)."""
         cursor = self.cursor(partition)
         entries = scan_due(db, start=cursor.hint, now=now, limit=self.budget + len(cursor.inflight))
-        if entries:
-            cursor.hint = entries[0].key
+        # Nothing due: no live key lies between the hint and now, so the next scan may start past now (and past
+        # any tombstones there). Keys inserted earlier than that lower the hint again (``scheduled``).
+        cursor.hint = entries[0].key if entries else upper_bound(now)
         stale_before = monotonic - self.retry_after
         fresh = [e for e in entries if cursor.inflight.get(e.key, stale_before) <= stale_before][: self.budget]
         for entry in fresh:
@@ -159,25 +180,75 @@ class DueScanner:
         self._cursors.clear()
 
 
-def partition_stores(table: Any) -> dict[int, RawDB]:
-    """The raw RocksDB store of each partition of a Faust RocksDB table this process has opened.
+class LocalDueIndex:
+    """The worker's due index: one local RocksDB store per partition, derived from the orders table."""
 
-    Faust's private internals (``table.data._dbs``: partition -> ``Rdict``); this function is the only reader.
-    """
-    stores: dict[int, RawDB] = table.data._dbs
-    return stores
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._dbs: dict[int, Any] = {}
+
+    def db(self, partition: int) -> Any:
+        """The store of ``partition`` (opened on first use)."""
+        found = self._dbs.get(partition)
+        if found is None:
+            from rocksdict import Options, Rdict
+
+            self.root.mkdir(parents=True, exist_ok=True)
+            found = self._dbs[partition] = Rdict(str(self.root / f"p{partition}"), options=Options(raw_mode=True))
+        return found
+
+    def add(self, partition: int, key: bytes) -> None:
+        self.db(partition)[key] = b""
+
+    def remove(self, partition: int, key: bytes) -> None:
+        self.db(partition).delete(key)
+
+    def drop(self, partition: int) -> None:
+        """Forget ``partition``'s index (its store is removed from disk)."""
+        db = self._dbs.pop(partition, None)
+        if db is not None:
+            db.close()
+        shutil.rmtree(self.root / f"p{partition}", ignore_errors=True)
+
+    def rebuild(self, partition: int, records: Iterable[tuple[bytes, bytes]]) -> int:
+        """Replace ``partition``'s index with the entries of ``records`` (key, stored value); return their count."""
+        from rocksdict import WriteBatch
+
+        self.drop(partition)
+        db = self.db(partition)
+        batch, count = WriteBatch(raw_mode=True), 0
+        for key, value in records:
+            if key.startswith(b"__faust"):
+                continue
+            due = stored_due_ms(value)
+            if due is not None:
+                batch.put(index_key_ms(due, key.decode("utf-8", "replace")), b"")
+                count += 1
+        db.write(batch)
+        return count
+
+    def close(self) -> None:
+        for db in self._dbs.values():
+            db.close()
+        self._dbs.clear()
+
+
+def rebuild_from_table(index: LocalDueIndex, table: Any, partition: int) -> int:
+    """Rebuild ``partition``'s index from the orders table's local store (empty when the store is not open)."""
+    store = partition_stores(table).get(partition)
+    records = store.items() if store is not None else ()
+    count = index.rebuild(partition, records)
+    log.info("due index of partition %d rebuilt from the orders table: %d scheduled order(s)", partition, count)
+    return count
 
 
 def collect_due(
-    scanner: DueScanner, table: Any, partitions: Iterable[int], now: datetime, monotonic: float
+    scanner: DueScanner, index: LocalDueIndex, partitions: Iterable[int], now: datetime, monotonic: float
 ) -> list[tuple[int, DueEntry]]:
-    """The entries due by ``now`` in each of ``partitions`` of the index ``table``, not handed out yet."""
-    stores = partition_stores(table)
+    """The entries due by ``now`` in each of ``partitions``, not handed out yet."""
     found: list[tuple[int, DueEntry]] = []
     for partition in partitions:
-        db = stores.get(partition)
-        if db is not None:
-            found.extend((partition, entry) for entry in scanner.due(partition, db, now, monotonic))
+        found.extend((partition, entry) for entry in scanner.due(partition, index.db(partition), now, monotonic))
     return found
 
 

@@ -5,21 +5,36 @@ Faust: an :class:`OrderStore` (the orders table and the due-time index, both of 
 :class:`Emitter` (the topics it produces to). The Faust agent in ``streams/agents.py`` is a thin loop around
 :meth:`OrdersProcessor.handle`.
 
-Never crashes on input: an undecodable record goes to the dead-letter topic with the reason; a record keyed
-for the wrong partition (another producer's mistake) is re-published with the right key so that all events of
-an order meet on one partition.
+Never crashes on input, and never "logs and acknowledges":
+
+* an undecodable record, or one whose facts no real order has, goes to the dead-letter topic with the reason;
+* a record under the wrong key, or on a partition other than ``murmur2(key) % partitions`` (a producer with
+  another partitioner: librdkafka clients use CRC32), is re-published with the right key to the right partition,
+  so every event of an order meets its record on one partition;
+* a failure of the pure part (``apply``) for one record is deterministic: that record goes to dead letters;
+* a failure writing the store or the topics propagates: the agent retries, then stops the worker so Kafka
+  redelivers (``streams.agents``).
+
+:meth:`OrdersProcessor.handle` sends an input's outputs and *stages* its record write (:class:`StagedWrites`): the
+record is written once the outputs are confirmed, and the input is acknowledged once that write is confirmed. An
+offset is never committed past a lost output, and a crash in between repeats outputs rather than losing them.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from typing import Annotated, Any, Protocol
+import struct
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Protocol, cast
 
+from aiokafka.partitioner import murmur2
 from pydantic import Field, TypeAdapter, ValidationError
 
 from connectors.clock import Clock
 from statemachine import (
+    Decision,
     Event,
     InvalidNotification,
     OrderChanged,
@@ -28,88 +43,187 @@ from statemachine import (
     SellerPolicy,
     SendCommand,
     SendResult,
+    SendStarted,
     StateChanged,
     Timing,
     apply,
     parse_notification,
 )
 from statemachine.parse import describe_validation_error
+from streams import rocks
 from streams.deadletters import DeadLetter
-from streams.dueindex import DueFiring, DueScanner, index_key, index_key_ms
-from streams.topics import ORDER_CHANGES
+from streams.dueindex import RECORD_V2, DueFiring, DueScanner, LocalDueIndex, due_ms, index_key, index_key_ms
+from streams.topics import ORDER_CHANGES, ORDER_EVENTS
 
 log = logging.getLogger(__name__)
 
-ORDER_EVENT: TypeAdapter[DueFiring | SendResult] = TypeAdapter(
-    Annotated[DueFiring | SendResult, Field(discriminator="kind")]
+ORDER_EVENT: TypeAdapter[DueFiring | SendStarted | SendResult] = TypeAdapter(
+    Annotated[DueFiring | SendStarted | SendResult, Field(discriminator="kind")]
 )
-"""Values of ``order-events``: timer firings (with their index entry) and send results."""
+"""Values of ``order-events``: timer firings (with their index entry), sends about to start, send results."""
+
+
+Delivery = Awaitable[Any]
+"""A write in flight: resolves when Kafka acknowledged it, raises when it failed."""
+
+MAX_RECORD_BYTES = 256 * 1024
+"""A stored record larger than this is refused (dead letter): a changelog message over the broker's limit would
+poison the partition. Real records are a few kilobytes (bounded history and notification ids)."""
 
 
 class OrderStore(Protocol):
-    """The orders table and the due-time index of the partition being processed."""
+    """The orders table (with its changelog) and the due-time index, partition by partition."""
 
-    def get(self, key: str) -> OrderRecord | None: ...
+    def get(self, key: str, partition: int) -> OrderRecord | None: ...
 
-    def put(self, record: OrderRecord) -> None: ...
+    def put(self, record: OrderRecord, partition: int) -> Delivery: ...
 
-    def delete(self, key: str) -> None: ...
+    def delete(self, key: str, partition: int) -> Delivery: ...
 
-    def index_add(self, key: bytes) -> None: ...
+    def index_add(self, partition: int, key: bytes) -> None: ...
 
-    def index_remove(self, key: bytes) -> None: ...
+    def index_remove(self, partition: int, key: bytes) -> None: ...
 
 
 class Emitter(Protocol):
-    """Where the agent's output goes."""
+    """Where the agent's output goes; each method returns the delivery of what it sent."""
 
-    async def command(self, command: SendCommand) -> None: ...
+    async def command(self, command: SendCommand) -> Delivery: ...
 
-    async def outcome(self, event: StateChanged) -> None: ...
+    async def outcome(self, event: StateChanged) -> Delivery: ...
 
-    async def dead_letter(self, letter: DeadLetter) -> None: ...
+    async def dead_letter(self, letter: DeadLetter) -> Delivery: ...
 
-    async def reroute(self, key: bytes, value: bytes) -> None:
-        """Publish an input record again, under the right key."""
+    async def reroute(self, topic: str, partition: int, key: bytes, value: bytes) -> Delivery:
+        """Publish an input record again, under the right key, to the right partition."""
         ...
 
 
+def encode_record(record: OrderRecord) -> bytes:
+    """The stored value: ``0x02 ‖ be64(next_due in ms, 0 = none) ‖ JSON``; the prefix lets the due index be rebuilt
+    from the table without parsing a single record (:func:`streams.dueindex.rebuild`)."""
+    due = due_ms(record.next_due) if record.next_due is not None else 0
+    return RECORD_V2 + struct.pack(">Q", due) + record.model_dump_json().encode()
+
+
+def decode_record(raw: bytes) -> OrderRecord:
+    """A stored value (this format, or the plain JSON earlier versions wrote)."""
+    return OrderRecord.model_validate_json(raw[9:] if raw[:1] == RECORD_V2 else raw)
+
+
 class TableStore:
-    """The orders table and the due index as an :class:`OrderStore` (Faust tables, used inside stream iteration)."""
+    """The Faust ``orders`` table and the worker's :class:`~streams.dueindex.LocalDueIndex` as an :class:`OrderStore`.
 
-    def __init__(self, orders: Any, due: Any) -> None:
+    Writes go to the partition's local RocksDB store and to the changelog, whose send is returned as the delivery
+    (Faust's own ``table[key] = value`` does the same two steps, but hides the send and takes the partition from the
+    current event, which a staged write no longer has: :mod:`streams.rocks`).
+    """
+
+    def __init__(self, orders: Any, index: LocalDueIndex) -> None:
         self.orders = orders
-        self.due = due
+        self.index = index
 
-    def get(self, key: str) -> OrderRecord | None:
-        raw = self.orders.get(key.encode())
+    def get(self, key: str, partition: int) -> OrderRecord | None:
+        raw = rocks.get(self.orders, partition, key.encode())
         if raw is None:
             return None
         try:
-            return OrderRecord.model_validate_json(raw)
+            return decode_record(raw)
         except ValidationError as exc:
             log.error("stored record of %s is unreadable (%s); starting it over", key, exc.error_count())
             return None
 
-    def put(self, record: OrderRecord) -> None:
-        self.orders[record.key.encode()] = record.model_dump_json().encode()
+    def put(self, record: OrderRecord, partition: int) -> Delivery:
+        key, value = record.key.encode(), encode_record(record)
+        rocks.put(self.orders, partition, key, value)
+        return cast(Delivery, self.orders.send_changelog(partition, key, value))
 
-    def delete(self, key: str) -> None:
-        del self.orders[key.encode()]
+    def delete(self, key: str, partition: int) -> Delivery:
+        rocks.delete(self.orders, partition, key.encode())
+        return cast(Delivery, self.orders.send_changelog(partition, key.encode(), None, value_serializer="raw"))
 
-    def index_add(self, key: bytes) -> None:
-        self.due[key] = b""
+    def index_add(self, partition: int, key: bytes) -> None:
+        self.index.add(partition, key)
 
-    def index_remove(self, key: bytes) -> None:
-        del self.due[key]
+    def index_remove(self, partition: int, key: bytes) -> None:
+        self.index.remove(partition, key)
 
 
 PolicyLookup = Callable[[str], SellerPolicy | None]
 """Seller id -> its policy, or None for a seller the registry does not know."""
 
 
+def partition_for(key: bytes, partitions: int) -> int:
+    """The partition Kafka's default partitioner (Java, Faust, aiokafka) gives ``key``: murmur2, positive, mod n."""
+    return int(murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+@dataclass(eq=False)
+class PendingWrite:
+    """A record decided by the core whose outputs are in flight: written to the table only once they are confirmed."""
+
+    key: str
+    partition: int
+    record: OrderRecord | None
+    """None: delete the record."""
+    ready: bool = False
+    ack: Callable[[], object] = lambda: None
+    """Acknowledges the input that caused the write (set by the agent)."""
+
+
+@dataclass
+class Handled:
+    """What one input record caused: outputs sent (in flight), and the record write that must follow them."""
+
+    outputs: list[Delivery] = field(default_factory=list)
+    write: PendingWrite | None = None
+
+
+class StagedWrites:
+    """Outputs first, then state: the record of an event is written only after its outputs are confirmed.
+
+    If the worker dies in between, the input is delivered again and decided again from the old record: its outputs
+    are sent again (a command under the same lease, which the sender dedupes; an outcome line twice), never lost.
+    Had the record been written first, the replay would find it changed already and send nothing (issue 9.7). Until
+    written, a decided record is read from here, and writes happen in the order of the inputs.
+    """
+
+    def __init__(self, store: OrderStore) -> None:
+        self.store = store
+        self._queue: deque[PendingWrite] = deque()
+        self._latest: dict[str, PendingWrite] = {}
+
+    def get(self, key: str, partition: int) -> OrderRecord | None:
+        pending = self._latest.get(key)
+        return pending.record if pending is not None else self.store.get(key, partition)
+
+    def stage(self, key: str, partition: int, record: OrderRecord | None) -> PendingWrite:
+        pending = PendingWrite(key, partition, record)
+        self._queue.append(pending)
+        self._latest[key] = pending
+        return pending
+
+    def outputs_confirmed(self, pending: PendingWrite) -> list[tuple[PendingWrite, Delivery]]:
+        """Write every staged record whose turn has come; each with the delivery of its changelog write."""
+        pending.ready = True
+        written: list[tuple[PendingWrite, Delivery]] = []
+        while self._queue and self._queue[0].ready:
+            head = self._queue.popleft()
+            if head.record is None:
+                written.append((head, self.store.delete(head.key, head.partition)))
+            else:
+                written.append((head, self.store.put(head.record, head.partition)))
+            if self._latest.get(head.key) is head:
+                del self._latest[head.key]
+        return written
+
+    def staged(self, partition: int) -> list[OrderRecord]:
+        """Records of ``partition`` decided and not yet written (the due index must know them too)."""
+        return [p.record for p in self._latest.values() if p.partition == partition and p.record is not None]
+
+
 class OrdersProcessor:
-    """Applies one record at a time. Holds no order state itself."""
+    """Applies one record at a time. Holds no order state itself, only the writes waiting for their outputs."""
 
     def __init__(
         self,
@@ -119,35 +233,45 @@ class OrdersProcessor:
         policies: PolicyLookup,
         clock: Clock,
         timing: Timing,
+        partitions: int,
         scanner: DueScanner | None = None,
         changes_topic: str = ORDER_CHANGES.name,
+        events_topic: str = ORDER_EVENTS.name,
     ) -> None:
         self.changes_topic = changes_topic
+        self.events_topic = events_topic
+        self.partitions = partitions
         self.store = store
+        self.writes = StagedWrites(store)
         self.emitter = emitter
         self.policies = policies
         self.clock = clock
         self.timing = timing
         self.scanner = scanner
 
-    async def handle(self, *, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None) -> None:
+    async def handle(
+        self, *, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None
+    ) -> Handled:
         """Process one record of ``order-changes`` or ``order-events``."""
         source = {"topic": topic, "partition": str(partition), "offset": str(offset)}
         raw = value if value is not None else b""
         try:
             event = self._decode(topic, raw)
         except InvalidNotification as exc:
-            await self._reject(topic, exc.reason, raw, key, source)
-            return
-        expected = event.key.encode()
-        if key != expected:
-            if topic == self.changes_topic and isinstance(event, OrderChanged):
-                log.warning("re-keying %s record at %s/%s to %s", topic, partition, offset, event.key)
-                await self.emitter.reroute(expected, raw)
-                return
-            await self._reject(topic, f"record key {key!r} is not the order key {event.key!r}", raw, key, source)
-            return
-        await self._apply(event, partition)
+            return Handled([await self._reject(topic, exc.reason, raw, key, source)])
+        expected_key = event.key.encode()
+        if key != expected_key and not (topic == self.changes_topic and isinstance(event, OrderChanged)):
+            reason = f"record key {key!r} is not the order key {event.key!r}"
+            return Handled([await self._reject(topic, reason, raw, key, source)])
+        home = partition_for(expected_key, self.partitions)
+        if key != expected_key or partition != home:
+            log.warning("re-routing %s record at %s/%s to %s[%d]", topic, partition, offset, event.key, home)
+            return Handled([await self.emitter.reroute(topic, home, expected_key, raw)])
+        return await self._apply(event, partition, topic, raw, source)
+
+    def outputs_confirmed(self, pending: PendingWrite) -> list[tuple[PendingWrite, Delivery]]:
+        """The outputs of ``pending``'s input were confirmed: write what may be written now (:class:`StagedWrites`)."""
+        return self.writes.outputs_confirmed(pending)
 
     def _decode(self, topic: str, raw: bytes) -> Event:
         if topic == self.changes_topic:
@@ -157,9 +281,9 @@ class OrdersProcessor:
         except ValidationError as exc:
             raise InvalidNotification(f"not an order event: {describe_validation_error(exc)}") from None
 
-    async def _reject(self, topic: str, reason: str, raw: bytes, key: bytes | None, source: dict[str, str]) -> None:
+    async def _reject(self, topic: str, reason: str, raw: bytes, key: bytes | None, source: dict[str, str]) -> Delivery:
         log.warning("dead-lettering %s record at %s/%s: %s", topic, source["partition"], source["offset"], reason)
-        await self.emitter.dead_letter(
+        return await self.emitter.dead_letter(
             DeadLetter.build(
                 source=topic,
                 reason=reason,
@@ -170,38 +294,60 @@ class OrdersProcessor:
             )
         )
 
-    async def _apply(self, event: Event, partition: int) -> None:
-        order_key = event.key
-        before = self.store.get(order_key)
+    def _decide(self, event: Event, partition: int) -> tuple[OrderRecord | None, Decision]:
+        """The pure part: the current record and what the core decides. Raises only for a bug or unreadable data."""
+        before = self.writes.get(event.key, partition)
         policy = Policy(seller=self.policies(event.seller_id) or SellerPolicy(), timing=self.timing)
         decision = apply(before, event, self.clock.now(), policy)
+        if decision.record is not None and not decision.delete and decision.changed:
+            size = len(decision.record.model_dump_json())
+            if size > MAX_RECORD_BYTES:
+                raise RecordTooLarge(f"the order record would be {size} bytes, more than {MAX_RECORD_BYTES}")
+        return before, decision
 
+    async def _apply(self, event: Event, partition: int, topic: str, raw: bytes, source: dict[str, str]) -> Handled:
+        try:
+            before, decision = self._decide(event, partition)
+        except Exception as exc:  # deterministic for this record: the same input fails the same way every time
+            log.exception("the core could not apply %s record at %s", topic, source)
+            reason = f"cannot be applied: {type(exc).__name__}: {exc}"
+            return Handled([await self._reject(topic, reason, raw, None, source)])
+        handled = Handled(write=self._stage(event, partition, before, decision))
+        for command in decision.commands:
+            handled.outputs.append(await self.emitter.command(command))
+        for changed in decision.events:
+            handled.outputs.append(await self.emitter.outcome(changed))
+            log.info("%s: %s -> %s (%s)", changed.order_key, changed.source.value, changed.dest.value, changed.reason)
+        return handled
+
+    def _stage(
+        self, event: Event, partition: int, before: OrderRecord | None, decision: Decision
+    ) -> PendingWrite | None:
+        """Stage the record write; move its due-index entry now (the index is derived, and rebuilt after a crash)."""
+        order_key = event.key
         after = None if decision.delete else decision.record
-        old_index = _index_of(before)
-        new_index = _index_of(after)
-        if decision.delete:
-            self.store.delete(order_key)
-        elif decision.changed and after is not None:
-            self.store.put(after)
+        pending = None
+        if decision.delete or (decision.changed and after is not None):
+            pending = self.writes.stage(order_key, partition, after)
+        old_index, new_index = _index_of(before), _index_of(after)
         if new_index != old_index:
             if old_index is not None:
-                self.store.index_remove(old_index)
+                self.store.index_remove(partition, old_index)
             if new_index is not None:
-                self.store.index_add(new_index)
+                self.store.index_add(partition, new_index)
                 if self.scanner is not None:
                     self.scanner.scheduled(partition, new_index)
         if isinstance(event, DueFiring) and event.index_due_ms is not None:
             fired = index_key_ms(event.index_due_ms, order_key)
             if fired not in (old_index, new_index):  # a leftover entry: drop it so it never fires again
-                self.store.index_remove(fired)
+                self.store.index_remove(partition, fired)
             if self.scanner is not None:
                 self.scanner.done(partition, fired)
+        return pending
 
-        for command in decision.commands:
-            await self.emitter.command(command)
-        for changed in decision.events:
-            await self.emitter.outcome(changed)
-            log.info("%s: %s -> %s (%s)", changed.order_key, changed.source.value, changed.dest.value, changed.reason)
+
+class RecordTooLarge(ValueError):
+    """The record an event would produce is too large to store."""
 
 
 def _index_of(record: OrderRecord | None) -> bytes | None:

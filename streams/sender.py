@@ -18,8 +18,16 @@ directly, so a 403 "not available" can be read as "already sent".
   deferred with the reason (and the problem logged at ERROR); it is checked again later.
 * **Rejected** requests (400/404/413/415): a permanent failure, and the command goes to the dead-letter topic.
 
+* **Before a create call**, a :class:`SendStarted` is published and acknowledged: if this process dies after
+  Amazon's 201 and before the result, the order still knows it may have been solicited (issue 9.4).
+* **Past its deadline**, a queued command is dropped without a call: quota goes to orders that can still make it.
+* **Earliest deadline first** across the seller's whole backlog.
+
 A command for an order already queued replaces it (the newer lease wins), so re-issued commands never pile up.
-This module holds no order state that matters: losing it loses nothing but time.
+Commands come with a *ticket* (their place in ``send-commands``); :attr:`Sender.done` is told when a ticket is
+settled, and the command feed (:mod:`streams.command_feed`) commits only offsets below every unsettled ticket: after
+a crash or a partition move the commands in flight are read again, at once, by the next owner (issue 9.8). Idle
+lanes are dropped, so memory follows the sellers with work, not every SellerId ever seen.
 """
 
 from __future__ import annotations
@@ -51,7 +59,7 @@ from connectors.spapi import (
     SolicitationsClient,
     SpApiError,
 )
-from statemachine import SendCommand, SendResult, SendResultKind
+from statemachine import SendCommand, SendResult, SendResultKind, SendStarted
 from statemachine.parse import describe_validation_error
 from streams.deadletters import DeadLetter
 from streams.outcomes import SendAttempt
@@ -69,7 +77,9 @@ class SellerLookup(Protocol):
 
 
 class ResultSink(Protocol):
-    """Where the sender publishes."""
+    """Where the sender publishes; each method returns once Kafka acknowledged the record."""
+
+    async def started(self, started: SendStarted) -> None: ...
 
     async def result(self, result: SendResult) -> None: ...
 
@@ -97,21 +107,39 @@ class SenderConfig(BaseModel):
     )
 
 
+Ticket = tuple[int, int]
+"""Where a command came from: (partition, offset) of ``send-commands``."""
+
+Done = Callable[[Ticket], None]
+"""Called once per ticket when its command needs the topic no more: carried out (result published), replaced by a
+newer lease, dropped past its deadline, or held for a paused seller (whose lease brings it back)."""
+
+
 @dataclass(order=True)
-class _Queued:
+class _HeapEntry:
     deadline: float
     seq: int
     order_key: str = field(compare=False)
 
 
 @dataclass
+class _Queued:
+    command: SendCommand
+    partition: int
+    offset: int | None
+    settled: bool = False
+
+
+@dataclass
 class _Lane:
     seller_id: str
-    heap: list[_Queued] = field(default_factory=list)
-    commands: dict[str, tuple[SendCommand, int]] = field(default_factory=dict)
-    """order key -> (newest command, partition)."""
+    heap: list[_HeapEntry] = field(default_factory=list)
+    commands: dict[str, _Queued] = field(default_factory=dict)
+    """order key -> its newest command."""
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
+    busy: bool = False
+    """A command of this lane is being carried out."""
 
 
 class Sender:
@@ -127,6 +155,7 @@ class Sender:
         clock: Clock,
         config: SenderConfig | None = None,
         commands_topic: str = SEND_COMMANDS.name,
+        done: Done | None = None,
     ) -> None:
         self.commands_topic = commands_topic
         self.sellers = sellers
@@ -135,6 +164,7 @@ class Sender:
         self.sink = sink
         self.clock = clock
         self.config = config or SenderConfig()
+        self.done = done or (lambda _ticket: None)
         self._lanes: dict[str, _Lane] = {}
         self._seq = itertools.count()
         self._closed = False
@@ -156,31 +186,36 @@ class Sender:
                     metadata={"partition": str(partition), "offset": str(offset)},
                 )
             )
+            self.done((partition, offset))
             return
-        self.submit(command, partition)
+        self.submit(command, partition, offset)
 
-    def submit(self, command: SendCommand, partition: int) -> None:
+    def submit(self, command: SendCommand, partition: int, offset: int | None = None) -> None:
         """Queue ``command``; a queued command for the same order is replaced by the newer lease."""
         if self._closed:
-            return
+            return  # not settled: the command topic gives it to whoever runs next
         lane = self._lanes.get(command.seller_id)
         if lane is None:
             lane = self._lanes[command.seller_id] = _Lane(command.seller_id)
         queued = lane.commands.get(command.key)
-        if queued is not None and queued[0].lease_id >= command.lease_id:
-            return  # an older (or repeated) command for an order already queued
-        lane.commands[command.key] = (command, partition)
-        if queued is None:
-            heapq.heappush(lane.heap, _Queued(command.deadline.timestamp(), next(self._seq), command.key))
+        if queued is not None and queued.command.lease_id >= command.lease_id:
+            self._settle(_Queued(command, partition, offset))  # an older (or repeated) command, already queued
+            return
+        lane.commands[command.key] = _Queued(command, partition, offset)
+        if queued is not None:
+            self._settle(queued)
+        else:
+            heapq.heappush(lane.heap, _HeapEntry(command.deadline.timestamp(), next(self._seq), command.key))
         lane.wake.set()
         if lane.task is None or lane.task.done():
             lane.task = asyncio.get_running_loop().create_task(self._run(lane), name=f"sender:{lane.seller_id}")
 
     def revoke(self, partitions: set[int]) -> None:
-        """Partitions of the command topic moved to another worker: drop their queued commands."""
+        """Partitions of the command topic moved to another worker: drop their queued commands (unsettled: the
+        new owner reads them again from the committed offset)."""
         for lane in self._lanes.values():
-            for order_key, (_command, partition) in list(lane.commands.items()):
-                if partition in partitions:
+            for order_key, queued in list(lane.commands.items()):
+                if queued.partition in partitions:
                     del lane.commands[order_key]
 
     def seller_changed(self, seller_id: str) -> None:
@@ -193,12 +228,23 @@ class Sender:
         """Commands waiting in the lanes."""
         return sum(len(lane.commands) for lane in self._lanes.values())
 
-    async def close(self) -> None:
-        """Stop every lane; queued commands are dropped (their leases bring them back elsewhere)."""
+    def lanes(self) -> int:
+        """Sellers with a lane (idle lanes are dropped)."""
+        return len(self._lanes)
+
+    async def close(self, grace: float = 10.0) -> None:
+        """Stop taking commands; let a create call in flight finish (up to ``grace`` seconds), then stop every lane.
+
+        Unsettled commands are read again from the command topic by whoever runs next."""
         self._closed = True
         if self.queued():
-            log.info("sender stopping: %d queued command(s) come back when their leases run out", self.queued())
-        tasks = [lane.task for lane in self._lanes.values() if lane.task is not None]
+            log.info("sender stopping: %d queued command(s) are left to the next owner", self.queued())
+        for lane in self._lanes.values():
+            lane.wake.set()
+        tasks = [lane.task for lane in self._lanes.values() if lane.task is not None and not lane.task.done()]
+        busy = [lane.task for lane in self._lanes.values() if lane.busy and lane.task is not None]
+        if busy:
+            await asyncio.wait(busy, timeout=grace)
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -207,35 +253,65 @@ class Sender:
 
     # --- lanes ----------------------------------------------------------------------------------------------
 
-    def _next(self, lane: _Lane) -> tuple[SendCommand, int] | None:
+    def _settle(self, queued: _Queued) -> None:
+        if not queued.settled and queued.offset is not None:
+            queued.settled = True
+            self.done((queued.partition, queued.offset))
+
+    def _next(self, lane: _Lane) -> _Queued | None:
+        """The queued command with the earliest deadline; commands whose deadline passed are dropped uncalled."""
+        now = self.clock.now()
         while lane.heap:
             head = heapq.heappop(lane.heap)
             queued = lane.commands.pop(head.order_key, None)
-            if queued is not None:
-                return queued
+            if queued is None:
+                continue
+            if queued.command.deadline < now:
+                log.info("%s: its window closed while queued; dropped without a call", queued.command.key)
+                self._settle(queued)
+                continue
+            return queued
         return None
 
+    async def _hold(self, lane: _Lane) -> None:
+        """The seller is paused: settle what is queued (leases bring it back) and wait for a registry change."""
+        lane.wake.clear()
+        for queued in lane.commands.values():
+            self._settle(queued)
+        log.info("seller %s is paused: holding %d command(s)", lane.seller_id, len(lane.commands))
+        await lane.wake.wait()
+
     async def _run(self, lane: _Lane) -> None:
-        while lane.commands:
-            seller = self.sellers.get(lane.seller_id)
-            if seller is not None and seller.policy.paused:
-                lane.wake.clear()
-                log.info("seller %s is paused: holding %d command(s)", lane.seller_id, len(lane.commands))
-                await lane.wake.wait()
-                continue
-            queued = self._next(lane)
-            if queued is None:
-                break
-            command, _partition = queued
-            started = self.clock.monotonic()
-            try:
-                result = await self._carry_out(command, seller)
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # never let one order kill the seller's lane
-                log.exception("sending %s failed unexpectedly", command.key)
-                result = _result(command, K.RETRYABLE_FAILURE, reason="internal error in the sender")
-            await self._publish(command, result, started)
+        try:
+            while lane.commands and not self._closed:
+                seller = self.sellers.get(lane.seller_id)
+                if seller is not None and seller.policy.paused:
+                    await self._hold(lane)
+                    continue
+                queued = self._next(lane)
+                if queued is None:
+                    break
+                lane.busy = True
+                try:
+                    await self._serve(queued, seller)
+                finally:
+                    lane.busy = False
+        finally:
+            if not lane.commands and self._lanes.get(lane.seller_id) is lane:
+                del self._lanes[lane.seller_id]  # idle lanes hold no memory (fake SellerIds included)
+
+    async def _serve(self, queued: _Queued, seller: SellerRecord | None) -> None:
+        command = queued.command
+        started = self.clock.monotonic()
+        try:
+            result = await self._carry_out(command, seller)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # never let one order kill the seller's lane
+            log.exception("sending %s failed unexpectedly", command.key)
+            result = _result(command, K.RETRYABLE_FAILURE, reason="internal error in the sender")
+        await self._publish(command, result, started)
+        self._settle(queued)
 
     # --- one command: each step answers with the command's SendResult -------------------------------------------
 
@@ -284,6 +360,10 @@ class Sender:
                 return _result(command, K.DRY_RUN, request_id=actions.request_id)
         elif dry_run:
             return _result(command, K.DRY_RUN)
+        # Durable before the call: after a crash the order knows a create may have reached Amazon.
+        await self.sink.started(
+            SendStarted(seller_id=command.seller_id, order_id=command.order_id, lease_id=command.lease_id)
+        )
         created = await client.create_product_review_and_seller_feedback(
             credentials, command.order_id, command.marketplace_id
         )

@@ -107,6 +107,12 @@ class WorkerSettings(BaseModel):
     standby_replicas: int = Field(default=1, ge=0, description="Faust table standby replicas.")
     timer_interval: float = Field(default=1.0, gt=0, description="Real seconds between due-index scans.")
     timer_budget: int = Field(default=1000, ge=1, description="Most timer firings per partition per scan.")
+    index_sweep_interval: float = Field(
+        default=900.0, gt=0, description="Real seconds between rebuilds of the due index from the orders table."
+    )
+    shutdown_grace: float = Field(
+        default=10.0, ge=0, description="Seconds a create call in flight may take to finish when the worker stops."
+    )
     rocksdb_write_buffer_mb: int = Field(default=4, ge=1, description="RocksDB write buffer per table partition.")
     rocksdb_block_cache_mb: int = Field(default=16, ge=1, description="RocksDB block cache per table partition.")
 

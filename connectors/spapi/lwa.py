@@ -8,6 +8,9 @@ Failures become the package's errors: ``invalid_grant`` is :class:`Authorization
 re-authorize; retrying cannot help, so it is never retried); ``invalid_client`` and other rejections of our own
 request are :class:`AppCredentialsRejected`; 429/5xx/timeouts are :class:`RetryLater` for the caller's retry loop.
 
+Memory: tokens of sellers that stopped calling would stay forever, so every ``sweep_interval`` seconds a call
+first drops the tokens that have expired (an expired token is never handed out, so only memory changes).
+
 Secrets: the refresh token is read with ``get_secret_value()`` only to build the form body; the cache is keyed by
 a SHA-256 digest of it; access tokens are kept as ``SecretStr``. Nothing here logs or formats a token.
 """
@@ -59,6 +62,7 @@ class LwaTokenCache:
         monotonic: Callable[[], float],
         refresh_margin: float = 300.0,
         request_timeout: float = 10.0,
+        sweep_interval: float = 60.0,
     ) -> None:
         self._http = http
         self._app = app
@@ -68,9 +72,16 @@ class LwaTokenCache:
         self._request_timeout = request_timeout
         self._tokens: dict[str, AccessToken] = {}
         self._in_flight: dict[str, asyncio.Task[AccessToken]] = {}
+        self._sweep_interval = sweep_interval
+        self._next_sweep = monotonic() + sweep_interval
 
     def __repr__(self) -> str:
         return f"LwaTokenCache(token_url={self._token_url!r}, client_id={self._app.client_id!r})"
+
+    @property
+    def cached_tokens(self) -> int:
+        """How many access tokens are held (for metrics and tests)."""
+        return len(self._tokens)
 
     async def access_token(self, seller: SellerCredentials, *, max_wait: float | None = None) -> AccessToken:
         """A usable access token for ``seller``: the cached one, or a fresh one from LWA.
@@ -80,6 +91,8 @@ class LwaTokenCache:
         """
         key = _cache_key(seller)
         now = self._monotonic()
+        if now >= self._next_sweep:
+            self.sweep()
         cached = self._tokens.get(key)
         if cached is not None and now < cached.refresh_at:
             return cached
@@ -106,6 +119,20 @@ class LwaTokenCache:
         key = _cache_key(seller)
         if self._tokens.get(key) is token:
             del self._tokens[key]
+
+    def sweep(self) -> int:
+        """Drop every expired token and return how many; ``access_token`` calls this every ``sweep_interval``.
+
+        Drops only tokens past ``expires_at``, which ``access_token`` never returns (nor falls back to), so no caller
+        can tell. No ``await`` here, so an exchange in flight cannot interleave: it stores its new token when it
+        finishes, exactly as it would have; ``invalidate`` and ``_exchange`` already tolerate a missing key.
+        """
+        now = self._monotonic()
+        self._next_sweep = now + self._sweep_interval
+        expired = [key for key, token in self._tokens.items() if now >= token.expires_at]
+        for key in expired:
+            del self._tokens[key]
+        return len(expired)
 
     async def aclose(self) -> None:
         """Cancel exchanges still running (the HTTP client is closed by its owner)."""

@@ -15,6 +15,14 @@ simulated business clock never touches them).
 Reservations instead of polling: a caller *reserves* the next token and is told how long to wait; the bucket's
 level may go negative, each negative unit being a caller already queued. Waits are therefore FIFO per key,
 computed once, and one key's queue never delays another key (each waiter sleeps on its own).
+
+Memory: sellers come and go (and bad input brings made-up SellerIds), so buckets are swept every
+``sweep_interval`` seconds. A bucket that is full, not slowed, has nobody waiting and has the default plan is
+exactly what ``bucket()`` would create for that key, so dropping it changes no delay. A bucket whose rate came from
+an ``x-amzn-RateLimit-Limit`` header is kept until idle for ``adapted_idle`` (1 hour by default): that keeps the
+learned plan over ordinary pauses between a seller's batches, and forgetting it costs little, since the next
+response carries the header again (until then the default plan applies: a slower start, or one 429 that
+``throttled`` absorbs).
 """
 
 from __future__ import annotations
@@ -44,6 +52,8 @@ class TokenBucket:
     updated: float
     slowed_until: float = -math.inf
     slow_factor: float = 1.0
+    waiters: int = 0
+    """Callers sleeping on a reservation; they hold this bucket to refund it, so it must not be replaced."""
 
     @classmethod
     def full(cls, *, rate: float, burst: float, now: float) -> TokenBucket:
@@ -75,6 +85,15 @@ class TokenBucket:
         if amount <= slow_tokens:
             return amount / slow_rate
         return slow_span + (amount - slow_tokens) / self.rate
+
+    def at_rest(self, now: float) -> bool:
+        """Full and not slowed at ``now``: from here on it behaves exactly like a new ``full`` bucket of its plan.
+
+        Read-only (no refill), so that looking does not count as use: ``updated`` stays the time of the last use.
+        """
+        if now < self.slowed_until:
+            return False
+        return self.tokens + self._earned(self.updated, now) >= self.burst
 
     def delay(self, now: float) -> float:
         """Seconds a reservation made at ``now`` would wait (nothing is reserved)."""
@@ -121,6 +140,8 @@ class RateLimiter:
         sleep: Sleep = asyncio.sleep,
         slow_factor: float = 0.5,
         slow_seconds: float = 10.0,
+        sweep_interval: float = 60.0,
+        adapted_idle: float = 3600.0,
     ) -> None:
         if not 0 < slow_factor <= 1:
             raise ValueError("slow_factor must be in (0, 1]")
@@ -131,14 +152,42 @@ class RateLimiter:
         self._slow_factor = slow_factor
         self._slow_seconds = slow_seconds
         self._buckets: dict[Hashable, TokenBucket] = {}
+        self._sweep_interval = sweep_interval
+        self._adapted_idle = adapted_idle
+        self._next_sweep = monotonic() + sweep_interval
+
+    @property
+    def bucket_count(self) -> int:
+        """How many buckets are held (for metrics and tests)."""
+        return len(self._buckets)
 
     def bucket(self, key: Hashable) -> TokenBucket:
-        """The bucket for ``key`` (created full on first use)."""
+        """The bucket for ``key`` (created full on first use); sweeps first when a sweep is due."""
+        now = self._monotonic()
+        if now >= self._next_sweep:
+            self.sweep()
         found = self._buckets.get(key)
         if found is None:
-            found = TokenBucket.full(rate=self._rate, burst=self._burst, now=self._monotonic())
+            found = TokenBucket.full(rate=self._rate, burst=self._burst, now=now)
             self._buckets[key] = found
         return found
+
+    def sweep(self) -> int:
+        """Drop the buckets that may be forgotten (see the module docstring) and return how many."""
+        now = self._monotonic()
+        self._next_sweep = now + self._sweep_interval
+        idle = [key for key, bucket in self._buckets.items() if self._forgettable(bucket, now)]
+        for key in idle:
+            del self._buckets[key]
+        return len(idle)
+
+    def _forgettable(self, bucket: TokenBucket, now: float) -> bool:
+        """At rest with nobody waiting, and either on the default plan or unused for ``adapted_idle``."""
+        if bucket.waiters or not bucket.at_rest(now):
+            return False
+        if bucket.rate == self._rate and bucket.burst == self._burst:
+            return True
+        return now - bucket.updated >= self._adapted_idle
 
     def delay(self, key: Hashable) -> float:
         """Seconds a request for ``key`` would wait now."""
@@ -153,11 +202,14 @@ class RateLimiter:
         wait = bucket.reserve(self._monotonic(), max_wait)
         if wait is None or wait <= 0:
             return wait
+        bucket.waiters += 1
         try:
             await self._sleep(wait)
         except asyncio.CancelledError:
             bucket.refund(self._monotonic())
             raise
+        finally:
+            bucket.waiters -= 1
         return wait
 
     def observe_limit(self, key: Hashable, header: str | None) -> None:

@@ -6,6 +6,9 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from devstack.settings import DevSettings
+from streams.cli.shell import CommandError, load_settings
+
 
 def register(subparsers: Any) -> None:
     """Add ``demo`` to the ``solicit`` parser."""
@@ -35,11 +38,13 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    load_settings(DevSettings)  # a bad SOLICIT_* variable stops the demo before it starts anything
     try:
         import moto  # noqa: F401
     except ImportError:
-        print("solicit demo needs the development extras: pip install -e '.[dev]' (or: make demo)")
-        return 1
+        raise CommandError(
+            "solicit demo needs the development extras: pip install -e '.[dev]' (or: make demo)"
+        ) from None
     from devstack.demo.run import DemoOptions, run_demo
 
     return run_demo(

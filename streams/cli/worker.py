@@ -2,7 +2,9 @@
 
 Before Faust starts, the topics are created if missing and the co-partitioned ones are checked: a worker that found
 ``order-changes`` with another partition count than ``order-events`` and the orders table would put one order's
-state on two partitions, so it refuses to start and says which topic is off. Start as many workers as you like (each
+state on two partitions, so it refuses to start and says which topic is off. It also refuses to start (exit 2, one
+line) when it could not send for its sellers: no usable ``SOLICIT_SECRET_KEY``, or no LWA credentials for an app its
+sellers use. Start as many workers as you like (each
 with its own ``SOLICIT_WORKER__ID``): Kafka splits the partitions between them.
 """
 
@@ -10,11 +12,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+from collections.abc import Mapping
 from typing import Any
 
-from streams.cli.shell import EXIT_OK, CommandError, load_settings
+from connectors.crypto import SecretKeyError, TokenCipher
+from streams.cli.shell import EXIT_OK, CommandError, ConfigurationError, load_settings
+from streams.directory import load_registry
+from streams.registry import SellerRecord, SellersTopicMissing
 from streams.settings import Settings
 from streams.topic_admin import co_partitioning_problem, ensure_topics
+from streams.topics import SELLERS
 
 
 def register(subparsers: Any) -> None:
@@ -37,16 +44,62 @@ async def prepare_topics(settings: Settings) -> str | None:
     return await co_partitioning_problem(settings.kafka)
 
 
+def credential_problem(settings: Settings, sellers: Mapping[str, SellerRecord]) -> str | None:
+    """Why this worker could not send for its sellers, or None: a worker that starts anyway would defer every order
+    until its window closed (issue 9.11). Checks the secret key against every token, and every seller's LWA app."""
+    try:
+        cipher = TokenCipher(settings.secret_key)
+    except SecretKeyError as exc:
+        return str(exc)
+    undecryptable = [s for s in sorted(sellers) if not _opens(cipher, sellers[s])]
+    if undecryptable:
+        listed = ", ".join(undecryptable[:5]) + (" ..." if len(undecryptable) > 5 else "")
+        return (
+            f"SOLICIT_SECRET_KEY opens the refresh token of none of {len(undecryptable)} seller(s) ({listed}): "
+            "set the key the tokens were imported with (during a rotation: <new>,<old>)"
+        )
+    missing = sorted({s.app for s in sellers.values() if settings.spapi.lwa_app(s.app) is None})
+    if missing:
+        users = sum(1 for s in sellers.values() if s.app in missing)
+        return (
+            f"SOLICIT_SPAPI__LWA_CLIENT_ID/SOLICIT_SPAPI__LWA_APPS: no LWA credentials for app(s) "
+            f"{', '.join(repr(a) for a in missing)}, which {users} seller(s) use"
+        )
+    return None
+
+
+def _opens(cipher: TokenCipher, seller: SellerRecord) -> bool:
+    try:
+        cipher.decrypt(seller.refresh_token_encrypted, seller_id=seller.seller_id)
+    except SecretKeyError:
+        return False
+    return True
+
+
+async def _sellers(settings: Settings) -> dict[str, SellerRecord]:
+    try:
+        return await load_registry(settings.kafka, topic=SELLERS.named(settings.kafka.topic_prefix))
+    except SellersTopicMissing:
+        return {}
+
+
+async def _preflight(settings: Settings) -> tuple[str | None, dict[str, SellerRecord]]:
+    return await prepare_topics(settings), await _sellers(settings)
+
+
 def run(args: argparse.Namespace) -> int:
     settings = load_settings()
     if args.worker_id:
         settings = settings.model_copy(update={"worker": settings.worker.model_copy(update={"id": args.worker_id})})
     try:
-        problem = asyncio.run(prepare_topics(settings))
+        problem, sellers = asyncio.run(_preflight(settings))
     except Exception as exc:  # broker unreachable and the like: say so, no traceback
         raise CommandError(f"cannot prepare topics on {settings.kafka.bootstrap_servers}: {exc}") from None
     if problem is not None:
         raise CommandError(problem)
+    credentials = credential_problem(settings, sellers)
+    if credentials is not None:
+        raise ConfigurationError([credentials])
 
     import faust
 

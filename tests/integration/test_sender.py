@@ -14,7 +14,7 @@ from connectors.crypto import TokenCipher, generate_key
 from connectors.spapi import SolicitationsClient
 from connectors.spapi.client import OPERATION_CREATE, OPERATION_GET
 from devstack.sandbox import SandboxServer, ScriptedFault
-from statemachine import SellerPolicy, SendCommand, SendResult, SendResultKind
+from statemachine import SellerPolicy, SendCommand, SendResult, SendResultKind, SendStarted
 from statemachine.marketplaces import Region
 from streams.deadletters import DeadLetter
 from streams.outcomes import SendAttempt
@@ -48,12 +48,18 @@ class Registry(dict[str, SellerRecord]):
 
 
 class Sink:
-    def __init__(self) -> None:
+    def __init__(self, sandbox_calls: Callable[[], int] = lambda: 0) -> None:
+        self.starts: list[tuple[SendStarted, int]] = []
+        """Each SendStarted with the number of SP-API calls the sandbox had seen when it was published."""
+        self.sandbox_calls = sandbox_calls
         self.results: list[SendResult] = []
         self.attempts: list[SendAttempt] = []
         self.dead: list[DeadLetter] = []
         self.on_result: Callable[[SendResult], None] | None = None
         self._changed = asyncio.Event()
+
+    async def started(self, started: SendStarted) -> None:
+        self.starts.append((started, self.sandbox_calls()))
 
     async def result(self, result: SendResult) -> None:
         self.results.append(result)
@@ -100,6 +106,9 @@ def calls(sandbox: SandboxServer, operation: str) -> list[str]:
 
 Setup = tuple[SandboxServer, SolicitationsClient, "Registry", "Sink", Sender]
 
+settled: list[tuple[int, int]] = []
+"""Tickets the sender settled, in order (reset per test by the ``setup`` fixture)."""
+
 
 @pytest.fixture
 async def setup(
@@ -107,8 +116,9 @@ async def setup(
 ) -> AsyncIterator[Setup]:
     sandbox = await sandbox_factory()
     client = await client_factory(sandbox)
+    settled.clear()
     registry = Registry()
-    sink = Sink()
+    sink = Sink(lambda: len(sandbox.state.calls))
     sender = Sender(
         sellers=registry,
         client_for=lambda app: client if app == "default" else None,
@@ -116,6 +126,7 @@ async def setup(
         sink=sink,
         clock=jump_clock,
         config=SenderConfig(unknown_seller_retry=timedelta(hours=24), attention_retry=timedelta(hours=6)),
+        done=settled.append,
     )
     yield sandbox, client, registry, sink, sender
     await sender.close()
@@ -315,3 +326,60 @@ async def test_a_throttled_seller_does_not_hold_up_another(setup: Setup, jump_cl
     (queued,) = queued_when_other_done
     assert queued >= 5  # seller 2 was served while most of seller 1's orders still waited for their bucket
     assert not any(c.status == 429 for c in sandbox.state.calls)
+
+
+# --- issue 9: tickets, SendStarted, deadlines, idle lanes, graceful stop -----------------------------------------
+
+
+async def test_a_send_started_is_published_before_every_create_call(setup: Setup, jump_clock: JumpClock) -> None:
+    sandbox, _client, registry, sink, sender = setup
+    registry.add(1)
+    sandbox.state.add_orders([shipped_order("111-0000000-0000001", clock=jump_clock)])
+    sender.submit(command(1, "111-0000000-0000001", jump_clock), partition=0, offset=11)
+    await sink.wait_for(1)
+    ((started, calls_before),) = sink.starts
+    assert (started.order_id, started.lease_id) == ("111-0000000-0000001", 1)
+    operations = [c.operation for c in sandbox.state.calls]
+    assert operations[calls_before : calls_before + 1] == [OPERATION_CREATE]  # the create came after it
+    assert settled == [(0, 11)]  # settled once its result was published
+
+
+async def test_a_command_is_settled_when_done_replaced_or_dropped(setup: Setup, jump_clock: JumpClock) -> None:
+    sandbox, _client, registry, sink, sender = setup
+    registry.add(1)
+    sandbox.state.add_orders([shipped_order("111-0000000-0000001", clock=jump_clock)])
+    registry.add(1, paused=True)
+    sender.submit(command(1, "111-0000000-0000001", jump_clock, lease=1), partition=0, offset=1)
+    sender.submit(command(1, "111-0000000-0000001", jump_clock, lease=2), partition=0, offset=2)
+    sender.submit(command(1, "111-0000000-0000002", jump_clock, deadline_days=-1), partition=0, offset=3)
+    await asyncio.sleep(0.1)
+    assert sorted(settled) == [(0, 1), (0, 2), (0, 3)]  # replaced; held while paused (its lease covers it)
+    registry.add(1)
+    sender.seller_changed(seller(1).seller_id)
+    await sink.wait_for(1)
+    assert [r.lease_id for r in sink.results] == [2]
+    assert calls(sandbox, OPERATION_GET) == ["111-0000000-0000001"]  # the one past its deadline cost no call
+
+
+async def test_idle_lanes_are_dropped(setup: Setup, jump_clock: JumpClock) -> None:
+    _sandbox, _client, registry, sink, sender = setup
+    for index in range(1, 6):
+        registry.add(index)
+        sender.submit(command(index, f"111-0000000-000000{index}", jump_clock), partition=0)
+    await sink.wait_for(5)
+    await asyncio.sleep(0.05)
+    assert sender.lanes() == 0
+
+
+async def test_stopping_lets_a_create_call_in_flight_finish(setup: Setup, jump_clock: JumpClock) -> None:
+    sandbox, _client, registry, sink, sender = setup
+    registry.add(1)
+    sandbox.state.add_orders([shipped_order("111-0000000-0000001", clock=jump_clock)])
+    sandbox.state.script_faults([ScriptedFault(fault="slow", operation=OPERATION_CREATE, delay=1.0)])
+    sender.submit(command(1, "111-0000000-0000001", jump_clock), partition=0, offset=5)
+    async with asyncio.timeout(10):
+        while not sink.starts:  # noqa: ASYNC110 - the sink is a plain recorder
+            await asyncio.sleep(0.01)
+    await sender.close(grace=5.0)
+    assert [r.result for r in sink.results] == [K.SENT]
+    assert settled == [(0, 5)]

@@ -84,6 +84,18 @@ def test_set_rate_applies_from_now_and_ignores_nonsense() -> None:
     assert bucket.rate == 4.0
 
 
+def test_at_rest_means_full_and_not_slowed_and_looking_does_not_refill() -> None:
+    bucket = TokenBucket.full(rate=1.0, burst=2, now=0.0)
+    assert bucket.at_rest(0.0)
+    bucket.reserve(0.0)
+    assert not bucket.at_rest(0.5)
+    assert bucket.at_rest(1.0)
+    assert (bucket.tokens, bucket.updated) == (1.0, 0.0)
+    bucket.slow_down(1.0, factor=0.5, duration=10.0)
+    assert not bucket.at_rest(10.0)  # full again at t=5, but still slowed
+    assert bucket.at_rest(11.0)
+
+
 def test_bucket_rejects_invalid_plans() -> None:
     with pytest.raises(ValueError, match="rate"):
         TokenBucket.full(rate=0.0, burst=5, now=0.0)

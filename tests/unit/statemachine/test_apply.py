@@ -229,42 +229,89 @@ def test_a_shipped_order_is_due_at_the_window_start_by_default_and_expires_when_
 
 @pytest.mark.parametrize(
     ("delay_days", "expected"),
-    [(0, WINDOW_START), (5, WINDOW_START), (10, EDD + timedelta(days=10)), (60, WINDOW_END)],
+    [(0, WINDOW_START), (5, WINDOW_START), (10, EDD + timedelta(days=10)), (29, EDD + timedelta(days=29))],
 )
 def test_the_seller_delay_is_clamped_into_the_window(delay_days: float, expected: datetime) -> None:
     policy = Policy(seller=SellerPolicy(delay_days=delay_days))
     assert record_in(S.SHIPPED, policy).due_at == expected
 
 
+def test_a_delay_past_the_last_check_is_clamped_to_the_last_check() -> None:
+    # Issue 9.3: the first check is never later than last_check_margin before the window closes.
+    policy = Policy(seller=SellerPolicy(delay_days=29), timing=Timing(last_check_margin=timedelta(days=10)))
+    assert record_in(S.SHIPPED, policy).due_at == WINDOW_END - timedelta(days=10)
+
+
+@pytest.mark.parametrize("delay_days", [30, 45, 60])
+def test_a_delay_that_cannot_fit_amazons_window_is_refused(delay_days: float) -> None:
+    # Issue 9.3: delay_days >= 30 used to pass validation and then every order expired unchecked.
+    with pytest.raises(ValueError, match="less than or equal to 29"):
+        SellerPolicy(delay_days=delay_days)
+
+
 def test_send_hours_move_the_due_time_into_the_marketplace_local_hours() -> None:
-    # Germany, 9:00-18:00 Berlin time. The window starts at 12:00 UTC = 13:00 CET: already inside.
+    # Germany, 9:00-12:00 Berlin time. The window starts at 12:00 UTC = 13:00 CET: outside, so the next day.
     policy = Policy(seller=SellerPolicy(send_hours=SendHours(start_hour=9, end_hour=12)))
     shipped = stored(step(None, changed("Shipped", marketplace="A1PA6795UKMFR9"), T0, policy))
-    assert shipped.due_at == datetime(2026, 3, 11, 8, 0, tzinfo=UTC)  # next day, 09:00 CET
+    assert shipped.due_at is not None
+    assert datetime(2026, 3, 11, 8, 0, tzinfo=UTC) <= shipped.due_at < datetime(2026, 3, 11, 11, 0, tzinfo=UTC)
+    again = stored(step(None, changed("Shipped", marketplace="A1PA6795UKMFR9"), T0, policy))
+    assert again.due_at == shipped.due_at  # the spread is stable per order
+
+
+def test_orders_moved_into_send_hours_are_spread_over_them_not_piled_at_the_start() -> None:
+    # Issue 9.9: every deferred order of a seller used to fall due at start_hour exactly.
+    from statemachine.policy import within_send_hours
+
+    hours = SendHours(start_hour=9, end_hour=17)
+    night = datetime(2026, 3, 11, 5, 0, tzinfo=UTC)  # 22:00 the day before in Los Angeles
+    deadline = night + timedelta(days=5)
+    due = [within_send_hours(night, hours, "ATVPDKIKX0DER", deadline=deadline, seed=f"S/{i}") for i in range(400)]
+    opens = datetime(2026, 3, 11, 16, 0, tzinfo=UTC)  # 09:00 PDT
+    assert all(opens <= d < opens + timedelta(hours=8) for d in due)
+    per_hour = {hour: sum(1 for d in due if (d - opens) // timedelta(hours=1) == hour) for hour in range(8)}
+    assert min(per_hour.values()) >= 30  # about 50 an hour, not 400 at once
 
 
 def test_not_yet_available_inside_the_window_rechecks_daily_until_the_deadline_then_expires() -> None:
     shipped = record_in(S.SHIPPED)
     record, now, checks = shipped, shipped.due_at, 0
     assert now is not None
+    late = timedelta(milliseconds=50)  # a timer always fires a little after the due time
     while True:
-        out = step(record, timer(), now)
+        out = step(record, timer(), now + late)
+        if not out.commands:
+            record = stored(out)
+            break
         (command,) = out.commands
+        assert now + late < WINDOW_END  # every check happens inside the window
         record = stored(out)
-        answer = step(record, result(K.NOT_YET_AVAILABLE, command.lease_id), now + timedelta(seconds=2))
+        answer = step(record, result(K.NOT_YET_AVAILABLE, command.lease_id), now + late + timedelta(seconds=2))
         record = stored(answer)
         checks += 1
-        if record.state is S.EXPIRED:
-            break
         assert record.state is S.WAITING
         assert record.due_at is not None
         assert record.due_at <= WINDOW_END
         now = record.due_at
-    # Daily from the window start to its end (30 + 4 days), plus the last check at the very end.
-    assert checks == (WINDOW_END - WINDOW_START).days + 1
+    # Daily from the window start up to two hours before its end, then a few closer looks, and only then expired.
+    assert (WINDOW_END - WINDOW_START).days + 1 <= checks <= (WINDOW_END - WINDOW_START).days + 12
+    assert record.state is S.EXPIRED
     assert now == WINDOW_END
     assert record.checks == checks
     assert "window closed" in record.last_reason
+
+
+def test_the_last_check_is_made_before_the_deadline_even_when_the_timer_is_late() -> None:
+    # Issue 9.3: the last check was scheduled at the deadline, the timer fired a few ms later, and the order
+    # expired "before it could be checked" although its window was open when the check was due.
+    record = record_in(S.SHIPPED)
+    assert record.due_at is not None
+    waiting = stored(step(stored(step(record, timer(), record.due_at)), result(K.NOT_YET_AVAILABLE, 1), record.due_at))
+    near_end = WINDOW_END - timedelta(hours=5)
+    answer = stored(step(stored(step(waiting, timer(), near_end)), result(K.NOT_YET_AVAILABLE, 2), near_end))
+    assert answer.due_at == WINDOW_END - timedelta(hours=2)
+    fired = step(answer, timer(), answer.due_at + timedelta(seconds=30))
+    assert [c.lease_id for c in fired.commands] == [3]  # checked, not expired
 
 
 def test_an_order_without_delivery_dates_is_scheduled_from_an_estimate_and_the_api_decides() -> None:
@@ -304,7 +351,7 @@ def test_new_delivery_dates_reschedule_a_shipped_order_and_shorten_a_waiting_one
     assert shortened.window_end == EDD + timedelta(days=5)
     assert waiting.due_at is not None
     assert shortened.window_end < waiting.due_at
-    assert shortened.due_at == shortened.window_end
+    assert shortened.due_at == shortened.window_end - Timing().last_check_margin
 
     eligible = record_in(S.ELIGIBLE)
     updated = stored(step(eligible, earlier_end, eligible.updated_at))

@@ -28,6 +28,7 @@ SEPARATOR = re.compile(r"^\|(\s*:?-+:?\s*\|){3}$")
 DOCUMENTED_MODELS = {
     "statemachine.notification.Notification",
     "streams.dueindex.DueFiring",
+    "statemachine.events.SendStarted",
     "statemachine.events.SendResult",
     "statemachine.events.SendCommand",
     "statemachine.events.StateChanged",

@@ -98,7 +98,7 @@ def test_policy_fields_are_taken_from_the_file() -> None:
 @pytest.mark.parametrize(
     ("policy", "field", "fragment"),
     [
-        ({"delay_days": 61}, "policy.delay_days", "less than or equal to 60"),
+        ({"delay_days": 30}, "policy.delay_days", "less than or equal to 29"),
         ({"delay_days": -1}, "policy.delay_days", "greater than or equal to 0"),
         ({"send_hours": {"start_hour": 20, "end_hour": 9}}, "policy.send_hours", "before end_hour"),
         ({"send_hours": {"start_hour": 25, "end_hour": 24}}, "policy.send_hours.start_hour", "less than or equal"),

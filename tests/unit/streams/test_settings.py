@@ -93,3 +93,26 @@ def test_a_bad_setting_names_its_variable_and_never_its_value(
     assert named in text
     assert "TOPSECRET" not in text
     assert caught.value.code == 2
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["worker"],
+        ["bridge", "--queue-url", "http://q"],
+        ["sellers", "list"],
+        ["sandbox"],
+        ["kafka", "status"],
+        ["demo"],
+    ],
+)
+def test_every_command_refuses_a_bad_setting_in_one_line_with_exit_2(
+    argv: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from streams.cli.main import main
+
+    monkeypatch.setenv("SOLICIT_SPAPI__LWA_APPS", '{"x": {"client_id": "a", "client_secret": ["TOPSECRET"]}}')
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert "SOLICIT_SPAPI__LWA_APPS" in err and "TOPSECRET" not in err
