@@ -25,8 +25,11 @@ demo: $(STAMP) ## Run the whole pipeline on a local stack with demo traffic (DEM
 	$(BIN)/solicit demo $(DEMO_ARGS)
 
 test: $(STAMP) ## Run the whole test suite (unit, integration, end to end) with the statemachine coverage gate
-	$(BIN)/python -m pytest --cov --cov-report= $(PYTEST_ARGS)
+	$(BIN)/python -m pytest --cov --cov-report= --ignore=tests/chaos $(PYTEST_ARGS)
 	$(BIN)/python -m coverage report --include='statemachine/*' --fail-under=100
+
+chaos: $(STAMP) ## Run the chaos suite (workers and the broker killed mid-run, faults injected; about 10 minutes)
+	$(BIN)/python -m pytest tests/chaos -m chaos -s $(PYTEST_ARGS)
 
 lint: $(STAMP) ## Lint with ruff
 	$(BIN)/ruff check .
@@ -41,4 +44,4 @@ docs: $(STAMP) ## Regenerate docs/configuration.md from the settings
 clean: ## Remove build and test artefacts (keeps .venv and the Kafka jar cache)
 	rm -rf .pytest_cache .mypy_cache .ruff_cache .coverage htmlcov .hypothesis
 
-.PHONY: help install demo test lint typecheck docs clean
+.PHONY: help install demo test chaos lint typecheck docs clean

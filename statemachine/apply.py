@@ -460,6 +460,9 @@ class _Step:
     def _dry_run(self, result: SendResult) -> None:
         self._move(Trigger.SKIP, "dry run: offered, not sent", result.request_id, lease_expires_at=None)
 
+    def _not_enabled(self, result: SendResult) -> None:
+        self._move(Trigger.SKIP, f"not solicited{_detail(result)}", result.request_id, lease_expires_at=None)
+
 
 def _detail(result: SendResult) -> str:
     return f": {result.reason}" if result.reason else ""
@@ -473,6 +476,7 @@ _RESULT_HANDLERS: dict[SendResultKind, Callable[[_Step, SendResult], None]] = {
     SendResultKind.PERMANENT_FAILURE: _Step._permanent_failure,
     SendResultKind.DEFERRED: _Step._deferred,
     SendResultKind.DRY_RUN: _Step._dry_run,
+    SendResultKind.NOT_ENABLED: _Step._not_enabled,
 }
 """What a result of the current lease does; SENT (and NOT_AVAILABLE after an ambiguous create) never get here."""
 

@@ -154,6 +154,8 @@ class SendResultKind(StrEnum):
     """Not attempted: seller paused, unknown, or its authorization revoked. Try again later."""
     DRY_RUN = "dry_run"
     """Dry-run seller: offered, but the create call was skipped on purpose."""
+    NOT_ENABLED = "not_enabled"
+    """The order's marketplace is not one the seller has enabled: never solicited (no call was made)."""
 
 
 class SendResult(_Model):

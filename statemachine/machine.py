@@ -44,7 +44,7 @@ class Trigger(StrEnum):
     FAIL = "fail"
     """A permanent failure."""
     SKIP = "skip"
-    """Dry run: would have sent."""
+    """Not sent on purpose: a dry run (would have sent), or a marketplace the seller has not enabled."""
     EXPIRE = "expire"
     """The window (or the wait for shipment) is over."""
 

@@ -22,7 +22,7 @@ from typing import Any
 from streams.app import Worker
 from streams.delivery import ack_when_delivered, handle_with_retries
 from streams.dueindex import DueFiring, active_partitions, collect_due, index_key, rebuild_from_table
-from streams.orders import Handled, PendingWrite
+from streams.orders import Handled, PendingWrite, partition_for
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +105,8 @@ def _rebuild_one(w: Worker, active: list[int]) -> None:
     if not stale:
         return
     partition = stale[0]
-    rebuild_from_table(w.index, w.orders_table, partition)
+    partitions = w.settings.kafka.partitions
+    rebuild_from_table(w.index, w.orders_table, partition, lambda key: partition_for(key, partitions) == partition)
     for record in w.processor.writes.staged(partition):
         if record.next_due is not None:
             w.index.add(partition, index_key(record.next_due, record.key))

@@ -28,7 +28,7 @@ import json
 import logging
 import shutil
 import struct
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -210,15 +210,19 @@ class LocalDueIndex:
             db.close()
         shutil.rmtree(self.root / f"p{partition}", ignore_errors=True)
 
-    def rebuild(self, partition: int, records: Iterable[tuple[bytes, bytes]]) -> int:
-        """Replace ``partition``'s index with the entries of ``records`` (key, stored value); return their count."""
+    def rebuild(
+        self, partition: int, records: Iterable[tuple[bytes, bytes]], belongs: Callable[[bytes], bool] = lambda _: True
+    ) -> int:
+        """Replace ``partition``'s index with the entries of ``records`` (key, stored value) that ``belongs`` to the
+        partition; return their count. A record that does not belong (stored there by an older version) is left out:
+        its timer would fire on the wrong partition forever."""
         from rocksdict import WriteBatch
 
         self.drop(partition)
         db = self.db(partition)
         batch, count = WriteBatch(raw_mode=True), 0
         for key, value in records:
-            if key.startswith(b"__faust"):
+            if key.startswith(b"__faust") or not belongs(key):
                 continue
             due = stored_due_ms(value)
             if due is not None:
@@ -233,11 +237,11 @@ class LocalDueIndex:
         self._dbs.clear()
 
 
-def rebuild_from_table(index: LocalDueIndex, table: Any, partition: int) -> int:
+def rebuild_from_table(index: LocalDueIndex, table: Any, partition: int, belongs: Callable[[bytes], bool]) -> int:
     """Rebuild ``partition``'s index from the orders table's local store (empty when the store is not open)."""
     store = partition_stores(table).get(partition)
     records = store.items() if store is not None else ()
-    count = index.rebuild(partition, records)
+    count = index.rebuild(partition, records, belongs)
     log.info("due index of partition %d rebuilt from the orders table: %d scheduled order(s)", partition, count)
     return count
 

@@ -383,3 +383,17 @@ async def test_stopping_lets_a_create_call_in_flight_finish(setup: Setup, jump_c
     await sender.close(grace=5.0)
     assert [r.result for r in sink.results] == [K.SENT]
     assert settled == [(0, 5)]
+
+
+async def test_an_order_of_a_marketplace_the_seller_has_not_enabled_costs_no_call(
+    setup: Setup, jump_clock: JumpClock
+) -> None:
+    sandbox, _client, registry, sink, sender = setup
+    registry.add(1)
+    germany = command(1, "111-0000000-0000001", jump_clock).model_copy(update={"marketplace_id": "A1PA6795UKMFR9"})
+    sender.submit(germany, partition=0, offset=3)
+    (answer,) = await sink.wait_for(1)
+    assert answer.result is K.NOT_ENABLED
+    assert "A1PA6795UKMFR9 is not enabled" in answer.reason
+    assert sandbox.state.calls == []
+    assert settled == [(0, 3)]

@@ -155,3 +155,12 @@ def test_plausible_facts_pass_with_or_without_delivery_dates() -> None:
         body["Payload"]["OrderChangeNotification"]["Summary"].update(summary)
         facts = OrderChanged.from_notification(parse_notification(json.dumps(body)))
         assert facts.order_id == ORDER
+
+
+def test_an_order_in_a_marketplace_the_seller_has_not_enabled_is_skipped_with_the_reason() -> None:
+    record = eligible()
+    reason = "marketplace A1PA6795UKMFR9 is not enabled for seller S"
+    out = apply(record, result(K.NOT_ENABLED, record.lease_id, reason=reason), record.updated_at)
+    assert out.record is not None and out.record.state is S.SKIPPED
+    assert out.record.last_reason == f"not solicited: {reason}"
+    assert out.commands == ()

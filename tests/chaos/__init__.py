@@ -1,0 +1,1 @@
+"""Chaos suite (``make chaos``): the whole pipeline on real processes while workers, the bridge and the broker die."""
