@@ -17,14 +17,18 @@ from __future__ import annotations
 
 import functools
 import logging
-from typing import Any
+from typing import Any, Protocol
 
 from streams.app import Worker
 from streams.delivery import ack_when_delivered, handle_with_retries
-from streams.dueindex import DueFiring, active_partitions, collect_due, index_key, rebuild_from_table
+from streams.dueindex import DueEntry, DueFiring, active_partitions, collect_due, index_key, rebuild_from_table
 from streams.orders import Handled, PendingWrite, partition_for
 
 log = logging.getLogger(__name__)
+
+
+class FiringSink(Protocol):
+    async def firing(self, firing: DueFiring, partition: int) -> None: ...
 
 
 def register(worker: Worker) -> None:
@@ -88,15 +92,24 @@ def _register_timers(w: Worker) -> None:
         if app.consumer_generation_id != generation or app.rebalancing:
             w.scanner.reset()
             return
-        try:
-            for partition, entry in batch:
-                await w.sink.firing(DueFiring.of(entry), partition)
-        except Exception as exc:  # the scanner hands the entries out again after a while
-            log.warning("timer firings could not be published (%s: %s); they come again", type(exc).__name__, exc)
+        await publish_firings(w.sink, batch)
 
     @app.timer(w.settings.worker.index_sweep_interval, name="sweep_due_index")
     async def sweep_due_index() -> None:
         w.indexed.clear()  # rebuilt one partition per tick, from the table: a safety net, cheap (no parsing)
+
+
+async def publish_firings(sink: FiringSink, batch: list[tuple[int, DueEntry]]) -> int:
+    """Publish the due entries as firings; how many went out. A send error must not crash the worker (issue 9.13):
+    the scanner hands the entries that did not go out again after a while."""
+    published = 0
+    try:
+        for partition, entry in batch:
+            await sink.firing(DueFiring.of(entry), partition)
+            published += 1
+    except Exception as exc:
+        log.warning("timer firings could not be published (%s: %s); they come again", type(exc).__name__, exc)
+    return published
 
 
 def _rebuild_one(w: Worker, active: list[int]) -> None:

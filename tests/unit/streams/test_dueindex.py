@@ -144,3 +144,72 @@ def test_active_partitions_filters_by_changelog_topic() -> None:
 
     assigned = [TP("app-due-index-changelog", 1), TP("other", 2), TP("app-due-index-changelog", 5)]
     assert sorted(active_partitions(assigned, "app-due-index-changelog")) == [1, 5]
+
+
+# --- issue 9.2: the index is derived from the records, so it can never diverge from them ---------------------------
+
+
+def stored(record_key: str, due: datetime | None) -> tuple[bytes, bytes]:
+    from statemachine.record import OrderState
+    from streams.orders import encode_record
+    from tests.support.factories import record_in
+
+    record = record_in(OrderState.SHIPPED)
+    seller_id, _, order_id = record_key.partition("/")
+    record = record.model_copy(update={"seller_id": seller_id, "order_id": order_id, "next_due": due})
+    return record.key.encode(), encode_record(record)
+
+
+def test_a_record_whose_index_write_was_lost_fires_after_the_rebuild(tmp_path: Path) -> None:
+    # Before: a crash after the orders changelog but before the due-index changelog left the record at "next check E"
+    # and the index at an old T1; T1 fired early and was deleted, E was never written: the order never fired again.
+    from streams.dueindex import LocalDueIndex, stored_due_ms
+
+    index = LocalDueIndex(tmp_path / "due-index")
+    index.add(0, index_key(NOW - timedelta(days=3), "S/A"))  # the stale entry (T1)
+    records = [stored("S/A", NOW - timedelta(minutes=5)), stored("S/B", NOW + timedelta(days=9)), stored("S/C", None)]
+    records.append((b"__faust\x00offset__", b"42"))
+    assert index.rebuild(0, records) == 2
+    due = DueScanner().due(0, index.db(0), NOW, monotonic=0.0)
+    assert [e.order_key for e in due] == ["S/A"]
+    assert due[0].due_ms == stored_due_ms(records[0][1])
+    index.close()
+
+
+def test_a_rebuild_leaves_out_records_of_another_partition(tmp_path: Path) -> None:
+    from streams.dueindex import LocalDueIndex
+
+    index = LocalDueIndex(tmp_path / "due-index")
+    records = [stored("S/A", NOW), stored("S/B", NOW)]
+    assert index.rebuild(1, records, belongs=lambda key: key == b"S/A") == 1
+    assert [DueEntry.parse(k).order_key for k in index.db(1).keys()] == ["S/A"]  # noqa: SIM118 - an Rdict
+    index.drop(1)
+    assert not (tmp_path / "due-index" / "p1").exists()
+    index.close()
+
+
+def test_records_written_before_the_prefix_are_read_the_slow_way() -> None:
+    from streams.dueindex import stored_due_ms
+
+    legacy = b'{"next_due": "2026-03-10T12:00:00Z", "state": "shipped"}'
+    assert stored_due_ms(legacy) == int(NOW.timestamp() * 1000)
+    assert stored_due_ms(b'{"next_due": null}') is None
+    assert stored_due_ms(b"not json") is None
+
+
+def test_tombstones_at_the_head_are_walked_once_not_every_tick(db: Any) -> None:
+    # Issue 12 P2: the hint moved only when an entry was found, so every idle tick walked the deleted keys again.
+    for minute in range(2000):
+        key = index_key(NOW - timedelta(minutes=minute), f"S/{minute}")
+        db.put(key, b"")
+        db.delete(key)
+    scanner = DueScanner()
+    assert scanner.due(0, db, NOW, monotonic=0.0) == []
+    assert scanner.cursor(0).hint == upper_bound(NOW)  # the next seek starts past every tombstone
+    later = index_key(NOW + timedelta(minutes=1), "S/late")
+    db.put(later, b"")
+    assert [e.key for e in scanner.due(0, db, NOW + timedelta(minutes=2), monotonic=1.0)] == [later]
+    earlier = index_key(NOW - timedelta(hours=1), "S/back-in-time")  # an old order arriving late
+    db.put(earlier, b"")
+    scanner.scheduled(0, earlier)
+    assert earlier in [e.key for e in scanner.due(0, db, NOW + timedelta(minutes=3), monotonic=2.0)]
