@@ -18,7 +18,7 @@ from statemachine.events import (
 )
 from statemachine.notification import Notification
 from statemachine.parse import parse_notification
-from statemachine.policy import DEFAULT_POLICY, Policy, SellerPolicy, SendHours, Timing
+from statemachine.policy import DEFAULT_POLICY, MarketplacePolicy, Policy, SellerPolicy, SendHours, Timing
 from statemachine.record import TERMINAL_STATES, OrderRecord, OrderState, order_key
 
 __all__ = [
@@ -28,6 +28,7 @@ __all__ = [
     "Event",
     "InvalidNotification",
     "InvalidTransition",
+    "MarketplacePolicy",
     "Notification",
     "OrderChanged",
     "OrderEvent",

@@ -40,6 +40,7 @@ from statemachine.notification import OrderStatus
 from statemachine.policy import (
     DEFAULT_POLICY,
     Policy,
+    SellerPolicy,
     Window,
     estimated_delivery,
     first_send_time,
@@ -174,6 +175,11 @@ class _Step:
         assert self.record is not None and self.record.window_end is not None
         return self.record.window_end
 
+    def _seller(self) -> SellerPolicy:
+        """The seller's policy for this order's marketplace (its overrides applied)."""
+        assert self.record is not None
+        return self.policy.seller.for_marketplace(self.record.marketplace_id)
+
     def _window(self) -> Window:
         record = self.record
         assert record is not None and record.window_start is not None and record.window_end is not None
@@ -182,9 +188,7 @@ class _Step:
     def _send_time(self, at: datetime, latest: datetime) -> datetime:
         assert self.record is not None
         record = self.record
-        return within_send_hours(
-            at, self.policy.seller.send_hours, record.marketplace_id, deadline=latest, seed=record.key
-        )
+        return within_send_hours(at, self._seller().send_hours, record.marketplace_id, deadline=latest, seed=record.key)
 
     def _wait_or_expire(
         self, trigger: Trigger, at: datetime, reason: str, request_id: str | None, **changes: Any
@@ -309,7 +313,8 @@ class _Step:
         if earliest is None:
             assert record.shipped_at is not None
             earliest = estimated_delivery(record.shipped_at, self.timing)[0]
-        return first_send_time(self._window(), earliest, self.policy, record.marketplace_id, seed=record.key)
+        policy = Policy(seller=self._seller(), timing=self.timing)
+        return first_send_time(self._window(), earliest, policy, record.marketplace_id, seed=record.key)
 
     def _reschedule(self) -> None:
         """New facts for a shipped order: recompute the window; a not-yet-checked order also its send time."""

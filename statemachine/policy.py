@@ -21,7 +21,7 @@ The rules (``docs/amazon-facts.md`` §7):
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Self
+from typing import Annotated, Any, Self
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -52,6 +52,21 @@ class SendHours(BaseModel):
         return self
 
 
+DelayDays = Annotated[float, Field(ge=0, le=MAX_DELAY_DAYS)]
+
+
+class MarketplacePolicy(BaseModel):
+    """A seller's settings for one of its marketplaces: switch it off, or override the delay or the send hours.
+
+    A field left out inherits the seller's own setting (``send_hours: null`` overrides it with "any time")."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    enabled: bool = Field(default=True, description="Solicit orders of this marketplace.")
+    delay_days: DelayDays | None = Field(default=None, description="Overrides the seller's delay_days.")
+    send_hours: SendHours | None = Field(default=None, description="Overrides the seller's send_hours.")
+
+
 class SellerPolicy(BaseModel):
     """Per-seller settings, kept in the sellers registry."""
 
@@ -69,6 +84,23 @@ class SellerPolicy(BaseModel):
     send_hours: SendHours | None = Field(default=None, description="Local send hours; None = any time.")
     paused: bool = Field(default=False, description="Hold every send until resumed.")
     dry_run: bool = Field(default=False, description="Check eligibility but never send.")
+    marketplaces: dict[str, MarketplacePolicy] = Field(
+        default_factory=dict, description="Per-marketplace overrides (switch one off, another delay or send hours)."
+    )
+
+    def enabled(self, marketplace_id: str) -> bool:
+        """Whether orders of ``marketplace_id`` may be solicited (not switched off)."""
+        override = self.marketplaces.get(marketplace_id)
+        return override is None or override.enabled
+
+    def for_marketplace(self, marketplace_id: str) -> SellerPolicy:
+        """This policy with ``marketplace_id``'s overrides applied."""
+        override = self.marketplaces.get(marketplace_id)
+        if override is None:
+            return self
+        overridden = override.model_fields_set & {"delay_days", "send_hours"}
+        changes: dict[str, Any] = {str(name): getattr(override, name) for name in overridden}
+        return self.model_copy(update=changes) if changes else self
 
 
 class Timing(BaseModel):

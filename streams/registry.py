@@ -30,7 +30,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
     BaseModel,
@@ -41,6 +41,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 from pydantic_core import ErrorDetails
 
@@ -167,6 +168,15 @@ class _SellerFields(BaseModel):
     app: AppName = DEFAULT_APP
     """The SP-API application the seller authorized (its LWA credentials come from settings)."""
     policy: SellerPolicy = SellerPolicy()
+
+    @model_validator(mode="after")
+    def _overrides_name_own_marketplaces(self) -> Self:
+        unknown = sorted(set(self.policy.marketplaces) - set(self.marketplace_ids))
+        if unknown:
+            raise ValueError(
+                f"policy.marketplaces overrides {', '.join(unknown)}, not among the seller's marketplace_ids"
+            )
+        return self
 
     @field_validator("marketplace_ids")
     @classmethod

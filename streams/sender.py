@@ -320,8 +320,9 @@ class Sender:
             log.warning("no seller %s in the registry: deferring %s", command.seller_id, command.key)
             reason = f"seller {command.seller_id} is not in the registry"
             return _result(command, K.DEFERRED, reason=reason, retry_after=self.config.unknown_seller_retry)
-        if command.marketplace_id not in seller.marketplace_ids:
-            reason = f"marketplace {command.marketplace_id} is not enabled for seller {seller.seller_id}"
+        marketplace_id = command.marketplace_id
+        if marketplace_id not in seller.marketplace_ids or not seller.policy.enabled(marketplace_id):
+            reason = f"marketplace {marketplace_id} is not enabled for seller {seller.seller_id}"
             return _result(command, K.NOT_ENABLED, reason=reason)
         access = self._access(command, seller)
         if isinstance(access, SendResult):

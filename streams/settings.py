@@ -21,7 +21,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, TypeAdapter, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -51,11 +51,27 @@ class KafkaSettings(KafkaConnection):
         description="Partitions of the order and command topics (and the orders table); fixed once topics exist.",
     )
     replication_factor: int = Field(default=1, ge=1, description="Replication of the topics we create.")
+    min_insync_replicas: int = Field(
+        default=1,
+        ge=1,
+        description="min.insync.replicas of the topics we create (at most the replication factor; 2 of 3 in prod).",
+    )
+    audit_retention: timedelta = Field(
+        default=timedelta(days=90),
+        gt=timedelta(0),
+        description="Retention of the outcomes and dead-letters topics: the audit trail must outlive Amazon's window.",
+    )
     session_timeout: float = Field(
         default=30.0,
         ge=6,
         description="Seconds before a silent worker loses its partitions (after a crash, others take over then).",
     )
+
+    @model_validator(mode="after")
+    def _isr_fits(self) -> KafkaSettings:
+        if self.min_insync_replicas > self.replication_factor:
+            raise ValueError("min_insync_replicas must not exceed replication_factor")
+        return self
 
 
 class LwaApp(BaseModel):

@@ -30,6 +30,8 @@ class TopicSpec:
     partitions: int | None = None
     """Fixed partition count; None = the deployment's configured count (``SOLICIT_KAFKA__PARTITIONS``)."""
     config: dict[str, str] = field(default_factory=dict)
+    audit: bool = False
+    """An audit trail: kept ``SOLICIT_KAFKA__AUDIT_RETENTION`` (default 90 days, longer than Amazon's window)."""
 
     def partition_count(self, default: int) -> int:
         return self.partitions if self.partitions is not None else default
@@ -62,12 +64,14 @@ OUTCOMES = TopicSpec(
     key="order key `<seller id>/<order id>` (UTF-8)",
     value="`StateChanged` or `SendAttempt` JSON, discriminated by `type` (`streams.outcomes`)",
     description="Output: every state change and every send attempt, for audit and integrations.",
+    audit=True,
 )
 DEAD_LETTERS = TopicSpec(
     name="solicit.dead-letters.v1",
     key="the failing record's key, when it had one",
     value="`DeadLetter` JSON (`streams.deadletters`): raw input, reason, source metadata",
     description="Output: input that could not be used, with the reason. Never silently dropped.",
+    audit=True,
 )
 SELLERS = TopicSpec(
     name="solicit.sellers.v1",
@@ -75,7 +79,7 @@ SELLERS = TopicSpec(
     value="`SellerRecord` JSON (`streams.registry`), refresh token encrypted; tombstone = removed",
     description="Registry: one record per seller, compacted; every worker keeps a live view of the whole topic.",
     partitions=1,
-    config={"cleanup.policy": "compact"},
+    config={"cleanup.policy": "compact", "retention.ms": "-1"},
 )
 
 ALL_TOPICS: tuple[TopicSpec, ...] = (ORDER_CHANGES, ORDER_EVENTS, SEND_COMMANDS, OUTCOMES, DEAD_LETTERS, SELLERS)

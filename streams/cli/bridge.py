@@ -1,7 +1,7 @@
 """``solicit bridge``: forward ORDER_CHANGE notifications from Amazon's SQS queue to Kafka until SIGTERM/SIGINT.
 
 A thin shell over :class:`streams.bridge.Bridge`. It reads the one Settings object, makes sure the two topics it
-writes exist (:func:`streams.topics.ensure_topics`), installs the signal handlers that stop the bridge gracefully,
+writes exist (:func:`streams.topic_admin.ensure_topics`), installs the signal handlers that stop the bridge gracefully,
 and turns expected failures into one line on stderr. The AWS SDK reads its own standard variables
 (``AWS_DEFAULT_REGION``, credentials, ``AWS_ENDPOINT_URL_SQS``), so nothing AWS-specific is configured here.
 

@@ -20,7 +20,7 @@ from streams.cli.shell import EXIT_OK, CommandError, ConfigurationError, load_se
 from streams.directory import load_registry
 from streams.registry import SellerRecord, SellersTopicMissing
 from streams.settings import Settings
-from streams.topic_admin import co_partitioning_problem, ensure_topics
+from streams.topic_admin import ensure_topics, partition_problem
 from streams.topics import SELLERS
 
 
@@ -41,7 +41,7 @@ def register(subparsers: Any) -> None:
 async def prepare_topics(settings: Settings) -> str | None:
     """Create missing topics; return a problem description when the co-partitioned ones disagree."""
     await ensure_topics(settings.kafka)
-    return await co_partitioning_problem(settings.kafka)
+    return await partition_problem(settings.kafka)
 
 
 def credential_problem(settings: Settings, sellers: Mapping[str, SellerRecord]) -> str | None:

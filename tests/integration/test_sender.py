@@ -397,3 +397,14 @@ async def test_an_order_of_a_marketplace_the_seller_has_not_enabled_costs_no_cal
     assert "A1PA6795UKMFR9 is not enabled" in answer.reason
     assert sandbox.state.calls == []
     assert settled == [(0, 3)]
+
+
+async def test_a_marketplace_the_seller_switched_off_costs_no_call(setup: Setup, jump_clock: JumpClock) -> None:
+    from statemachine import MarketplacePolicy
+
+    sandbox, _client, registry, sink, sender = setup
+    registry.add(1, marketplaces={US: MarketplacePolicy(enabled=False)})
+    sender.submit(command(1, "111-0000000-0000001", jump_clock), partition=0)
+    (answer,) = await sink.wait_for(1)
+    assert answer.result is K.NOT_ENABLED
+    assert sandbox.state.calls == []

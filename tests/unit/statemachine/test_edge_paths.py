@@ -164,3 +164,35 @@ def test_an_order_in_a_marketplace_the_seller_has_not_enabled_is_skipped_with_th
     assert out.record is not None and out.record.state is S.SKIPPED
     assert out.record.last_reason == f"not solicited: {reason}"
     assert out.commands == ()
+
+
+# --- issue 10: marketplace rules ----------------------------------------------------------------------------------
+
+
+def test_a_marketplace_override_changes_delay_and_send_hours_for_that_marketplace_only() -> None:
+    from statemachine import MarketplacePolicy, Policy, SellerPolicy, SendHours
+
+    de = "A1PA6795UKMFR9"
+    seller = SellerPolicy(
+        delay_days=5,
+        send_hours=SendHours(start_hour=9, end_hour=17),
+        marketplaces={de: MarketplacePolicy(delay_days=12, send_hours=None)},
+    )
+    assert seller.for_marketplace(de).delay_days == 12
+    assert seller.for_marketplace(de).send_hours is None  # explicitly "any time"
+    assert seller.for_marketplace("ATVPDKIKX0DER") is seller
+    policy = Policy(seller=seller)
+    us = apply(None, changed("Shipped"), T0, policy).record
+    germany = apply(None, changed("Shipped", marketplace=de), T0, policy).record
+    assert us is not None and germany is not None and us.earliest_delivery is not None
+    assert germany.due_at == us.earliest_delivery + timedelta(days=12)
+    assert us.due_at != germany.due_at
+
+
+def test_a_switched_off_marketplace_is_not_enabled_and_inherits_nothing_else() -> None:
+    from statemachine import MarketplacePolicy, SellerPolicy
+
+    seller = SellerPolicy(delay_days=7, marketplaces={"A1PA6795UKMFR9": MarketplacePolicy(enabled=False)})
+    assert not seller.enabled("A1PA6795UKMFR9")
+    assert seller.enabled("ATVPDKIKX0DER")
+    assert seller.for_marketplace("A1PA6795UKMFR9").delay_days == 7

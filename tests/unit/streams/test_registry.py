@@ -339,3 +339,14 @@ def test_entry_requires_a_secret_token_type() -> None:
     parsed = SellerEntry.model_validate(entry())
 
     assert isinstance(parsed.refresh_token, SecretStr)
+
+
+def test_a_marketplace_override_must_name_one_of_the_sellers_marketplaces() -> None:
+    ok = entry("A2OVERRIDE", marketplace_ids=[US, CA])
+    ok["policy"] = {"marketplaces": {CA: {"enabled": False}, US: {"delay_days": 8}}}
+    (parsed,) = parse_import_file(file_of(ok))
+    assert not parsed.policy.enabled(CA) and parsed.policy.for_marketplace(US).delay_days == 8
+    bad = entry("A2OVERRIDE", marketplace_ids=[US])
+    bad["policy"] = {"marketplaces": {DE: {"enabled": False}}}
+    (problem,) = problems_of(file_of(bad))
+    assert f"overrides {DE}, not among the seller's marketplace_ids" in problem
