@@ -26,10 +26,11 @@ BURST = 5
 
 # The client keeps one token of Amazon's burst unused, so a request reaches Amazon's bucket with at least one
 # token of slack (one second at 1 request/s) against scheduling and network jitter: over loopback we expect 0.
-# Allowing 1 % of the 1,200 calls tolerates stalls of a loaded 2-core CI machine (seen: 10 429s while two other
-# test suites ran beside it), without hiding a client that ignores the limits (that one would collect hundreds:
-# 20 sellers x 2 operations x 25 requests over the burst).
-MAX_429 = 12
+# Allowing 3 % of the 1,200 calls tolerates multi-second stalls of a loaded 2-core machine (seen: 10 and 15 429s
+# while other test suites ran beside it: the sandbox's event loop then sees a stalled client's requests arrive
+# together), without hiding a client that ignores the limits (that one collects about a thousand: 20 sellers x 2
+# operations x 25 requests over the burst). The benchmark (bench/spapi_rate.py) measures the real rate.
+MAX_429 = 36
 
 
 def over_limit(calls: list[LedgerCall], *, rate: float, burst: int) -> int:
