@@ -16,7 +16,7 @@ help: ## Show this help
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,msk]'
 	@touch $(STAMP)
 
 install: $(STAMP) ## Create .venv and install the project with its dev tools
@@ -38,8 +38,9 @@ lint: $(STAMP) ## Lint with ruff
 typecheck: $(STAMP) ## Type-check with mypy (strict on statemachine/)
 	$(BIN)/mypy statemachine connectors streams devstack
 
-docs: $(STAMP) ## Regenerate docs/configuration.md from the settings
+docs: $(STAMP) ## Regenerate docs/configuration.md from the settings and docs/schemas from the topic models
 	$(BIN)/python -m devstack.settings > docs/configuration.md
+	$(BIN)/python -m streams.schemas docs/schemas
 
 clean: ## Remove build and test artefacts (keeps .venv and the Kafka jar cache)
 	rm -rf .pytest_cache .mypy_cache .ruff_cache .coverage htmlcov .hypothesis

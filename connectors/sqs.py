@@ -199,6 +199,13 @@ class SqsQueue:
         response = await self._call("ReceiveMessage", self._client.receive_message, **params)
         return [SqsMessage.from_response(raw) for raw in response.get("Messages", [])]
 
+    async def attributes(self, names: Sequence[str]) -> dict[str, str]:
+        """``GetQueueAttributes``: the named attributes SQS returned (an unset one, e.g. ``Policy``, is absent)."""
+        response = await self._call(
+            "GetQueueAttributes", self._client.get_queue_attributes, QueueUrl=self.url, AttributeNames=list(names)
+        )
+        return {str(name): str(value) for name, value in (response.get("Attributes") or {}).items()}
+
     async def delete_batch(self, messages: Sequence[SqsMessage]) -> list[EntryFailure]:
         """Delete ``messages`` (any number, sent in batches of ten); return the entries SQS refused."""
         return await self._batched(

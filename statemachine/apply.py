@@ -256,19 +256,20 @@ class _Step:
         elif event.notification_id in self.record.applied_notifications:
             return
         record = self._remember(event)
+        via = _via(event)
 
         if event.status == OrderStatus.CANCELED:
             if record.state is S.NEW or record.state in _ACTIVE:
-                self._move(Trigger.CANCEL, "order canceled", due_at=None, lease_expires_at=None)
+                self._move(Trigger.CANCEL, f"order canceled{via}", due_at=None, lease_expires_at=None)
         elif event.status == OrderStatus.SHIPPED:
             if record.state in (S.NEW, S.PENDING) or (record.state is S.EXPIRED and record.shipped_at is None):
                 # An order that expired waiting for its shipment (a preorder, say) ships after all: its window is
                 # Amazon's to judge, so it is scheduled like any shipped order.
-                self._ship(event)
+                self._ship(event, via)
             elif record.state in (S.SHIPPED, S.WAITING, S.ELIGIBLE):
-                self._reschedule()
+                self._reschedule(via)
         elif record.state is S.NEW:
-            self._move(Trigger.HOLD, f"order is {event.status}, not shipped yet")
+            self._move(Trigger.HOLD, f"order is {event.status}, not shipped yet{via}")
 
     def _remember(self, event: OrderChanged) -> OrderRecord:
         """Record the NotificationId and merge the notification's facts (newest EventTime wins)."""
@@ -297,14 +298,14 @@ class _Step:
             )
         return self._update(**changes)
 
-    def _ship(self, event: OrderChanged) -> None:
+    def _ship(self, event: OrderChanged, via: str) -> None:
         shipped_at = event.change_time or event.event_time
         record = self._update(shipped_at=shipped_at)
         window = window_for(record.earliest_delivery, record.latest_delivery, shipped_at, self.timing)
         self._update(window_start=window.start, window_end=window.end, window_estimated=window.estimated)
         due = self._first_due()
         how = "estimated window, no delivery dates" if window.estimated else "delivery window"
-        self._move(Trigger.SHIP, f"shipped; first check {due.isoformat()} ({how})", due_at=due)
+        self._move(Trigger.SHIP, f"shipped; first check {due.isoformat()} ({how}){via}", due_at=due)
 
     def _first_due(self) -> datetime:
         record = self.record
@@ -316,7 +317,7 @@ class _Step:
         policy = Policy(seller=self._seller(), timing=self.timing)
         return first_send_time(self._window(), earliest, policy, record.marketplace_id, seed=record.key)
 
-    def _reschedule(self) -> None:
+    def _reschedule(self, via: str) -> None:
         """New facts for a shipped order: recompute the window; a not-yet-checked order also its send time."""
         record = self.record
         assert record is not None and record.shipped_at is not None
@@ -329,11 +330,11 @@ class _Step:
             return
         record = self._update(window_start=window.start, window_end=window.end, window_estimated=window.estimated)
         if record.state is S.SHIPPED:
-            self._update(due_at=self._first_due(), last_reason="delivery dates changed; rescheduled")
+            self._update(due_at=self._first_due(), last_reason=f"delivery dates changed; rescheduled{via}")
         elif record.state is S.WAITING:
             assert record.due_at is not None
             latest = last_check(window, self.timing)
-            self._update(due_at=min(record.due_at, latest), last_reason="delivery dates changed")
+            self._update(due_at=min(record.due_at, latest), last_reason=f"delivery dates changed{via}")
 
     # --- timers -----------------------------------------------------------------------------------------
 
@@ -467,6 +468,11 @@ class _Step:
 
     def _not_enabled(self, result: SendResult) -> None:
         self._move(Trigger.SKIP, f"not solicited{_detail(result)}", result.request_id, lease_expires_at=None)
+
+
+def _via(event: OrderChanged) -> str:
+    """How a reason names the facts' source: nothing for Amazon's notifications, a marker for our reconciliation."""
+    return " (reconciliation)" if event.reconciled else ""
 
 
 def _detail(result: SendResult) -> str:

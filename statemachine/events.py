@@ -53,6 +53,9 @@ class OrderChanged(_Model):
     purchase_date: IsoDateTime | None = None
     earliest_delivery: IsoDateTime | None = None
     latest_delivery: IsoDateTime | None = None
+    reconciled: bool = False
+    """The facts come from our reconciliation (the Orders API), not from a notification Amazon published: the same
+    rules apply (dedupe by id, never backwards), and the reasons of the transitions they cause say so."""
 
     @classmethod
     def from_notification(cls, notification: Notification) -> OrderChanged:
@@ -99,6 +102,7 @@ class OrderChanged(_Model):
             purchase_date=summary.PurchaseDate,
             earliest_delivery=summary.EarliestDeliveryDate,
             latest_delivery=summary.LatestDeliveryDate,
+            reconciled=notification.reconciled,
         )
 
     @property

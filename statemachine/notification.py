@@ -137,6 +137,12 @@ class Payload(_AmazonModel):
     OrderChangeNotification: OrderChangeNotification
 
 
+RECONCILIATION_APPLICATION_ID = "solicit-reconciliation"
+"""``NotificationMetadata.ApplicationId`` of the notifications our reconciliation builds from the Orders API
+(``streams/reconcile.py``): Amazon's schema and facts, not published by Amazon. The core applies them like any other
+notification and says so in the reasons of the transitions they cause."""
+
+
 class NotificationMetadata(_AmazonModel):
     ApplicationId: str
     SubscriptionId: str
@@ -163,6 +169,11 @@ class Notification(_AmazonModel):
     def notification_id(self) -> str:
         """Amazon's unique id of this notification instance: the dedupe key."""
         return self.NotificationMetadata.NotificationId
+
+    @property
+    def reconciled(self) -> bool:
+        """Built by our reconciliation from the Orders API (:data:`RECONCILIATION_APPLICATION_ID`)."""
+        return self.NotificationMetadata.ApplicationId == RECONCILIATION_APPLICATION_ID
 
     def to_json(self) -> bytes:
         """Canonical JSON (UTC ``Z`` date-times, unknown fields kept)."""

@@ -11,6 +11,8 @@
   ``order-events``. Skipped while rebalancing or recovering; the results of a scan that straddled a rebalance are
   dropped. A periodic sweep rebuilds every partition's index again.
 * The sender reads ``send-commands`` through its own consumer (:mod:`streams.command_feed`), not through Faust.
+* ``reconcile_daily`` timer (every ``SOLICIT_RECONCILE__CHECK_INTERVAL`` real seconds): starts the daily Orders API
+  reconciliation of the sellers whose send-commands partition this worker owns (:mod:`streams.reconcile`).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ def register(worker: Worker) -> None:
     _register_orders(worker)
     _register_timers(worker)
     _register_hooks(worker)
+    _register_reconciliation(worker)
 
 
 def _register_startup(w: Worker) -> None:
@@ -150,3 +153,18 @@ def _register_hooks(w: Worker) -> None:
         await w.clients.aclose()
         await w.directory.stop()
         w.index.close()
+
+
+def _register_reconciliation(w: Worker) -> None:
+    daily = w.reconciliation
+    if daily is None:
+        return
+
+    @w.app.timer(w.settings.reconcile.check_interval, name="reconcile_daily")
+    async def reconcile_daily() -> None:
+        if w.ready.is_set():
+            daily.tick()
+
+    @w.app.on_before_shutdown.connect  # type: ignore[arg-type]
+    async def stop_reconciliation(sender: Any, *args: Any, **kwargs: Any) -> None:
+        await daily.stop()

@@ -31,6 +31,7 @@ from streams.directory import SellerDirectory
 from streams.dueindex import DueFiring, DueScanner, LocalDueIndex
 from streams.orders import Delivery, OrdersProcessor, TableStore
 from streams.outcomes import SendAttempt
+from streams.reconcile import DailyReconciliation, OrderChangesPublisher, OrdersClients, Reconciler
 from streams.sender import Sender
 from streams.settings import Settings
 from streams.topics import DEAD_LETTERS, ORDER_CHANGES, ORDER_EVENTS, OUTCOMES, SELLERS, SEND_COMMANDS
@@ -163,14 +164,20 @@ class Worker:
     """Set once the sellers registry is loaded; the agents and the timer wait for it."""
     indexed: set[int] = field(default_factory=set)
     """Active partitions whose due index was rebuilt since they were assigned."""
+    reconciliation: DailyReconciliation | None = None
+    """The daily Orders API reconciliation of the sellers this worker's sender owns (``SOLICIT_RECONCILE__DAILY``)."""
 
 
 def build_app(settings: Settings) -> faust.App:
-    """The Faust app: at-least-once, RocksDB tables, our Kafka settings; no web server."""
+    """The Faust app: at-least-once, RocksDB tables, our Kafka settings; no web server.
+
+    Its consumer, producer and topic creation connect as every other client does: the same addresses, TLS and SASL
+    settings (``broker_credentials`` from :meth:`connectors.kafka.KafkaConnection.faust_credentials`)."""
     kafka = settings.kafka
     return faust.App(
         settings.worker.app_id,
         broker=kafka.faust_broker(),
+        broker_credentials=kafka.faust_credentials(),
         store="rocksdb://",
         datadir=str(settings.worker.state_dir()),
         processing_guarantee="at_least_once",
@@ -275,8 +282,31 @@ def build_worker(settings: Settings) -> Worker:
         sink=sink,
         clients=clients,
         feed=feed,
+        reconciliation=build_reconciliation(settings, clock, directory, feed),
     )
     return worker
+
+
+def build_reconciliation(
+    settings: Settings, clock: Clock, directory: SellerDirectory, feed: CommandFeed
+) -> DailyReconciliation | None:
+    """The daily reconciliation (:mod:`streams.reconcile`) of the sellers whose send-commands partition ``feed`` owns;
+    None when ``SOLICIT_RECONCILE__DAILY`` is off."""
+    if not settings.reconcile.daily:
+        return None
+    publisher = OrderChangesPublisher(settings.kafka, ORDER_CHANGES.named(settings.kafka.topic_prefix))
+    clients = OrdersClients(settings.spapi, clock)
+    reconciler = Reconciler(
+        clients=clients, cipher=_cipher(settings), publish=publisher.publish, clock=clock, config=settings.reconcile
+    )
+    return DailyReconciliation(
+        sellers=directory,
+        owned_partitions=feed.assigned,
+        partitions=settings.kafka.partitions,
+        reconciler=reconciler,
+        clock=clock,
+        closers=(clients.aclose, publisher.stop),
+    )
 
 
 def _cipher(settings: Settings) -> TokenCipher | None:

@@ -114,6 +114,12 @@ class CommandFeed:
             raise RuntimeError("the command feed is not started")
         return self._consumer_
 
+    def assigned(self) -> set[int]:
+        """The partitions of the command topic this worker's sender owns now (none before it joined its group)."""
+        if self._consumer_ is None:
+            return set()
+        return {tp.partition for tp in self._consumer_.assignment()}
+
     async def start(self) -> None:
         """Join the sender's consumer group and start feeding (aiokafka needs a running loop to build a consumer)."""
         self._consumer_ = AIOKafkaConsumer(

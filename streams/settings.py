@@ -30,6 +30,7 @@ from connectors.kafka import KafkaConnection
 from connectors.spapi import DEFAULT_LWA_TOKEN_URL, ClientConfig
 from statemachine.policy import Timing
 from streams.bridge import BridgeConfig
+from streams.reconcile import ReconcileConfig
 from streams.registry import DEFAULT_APP
 from streams.sender import SenderConfig
 
@@ -149,12 +150,17 @@ class Settings(BaseSettings):
         frozen=True,
         extra="ignore",
         case_sensitive=False,
+        # Validation errors never quote the input: it may be a secret (a Kafka password, an LWA secret, the key).
+        hide_input_in_errors=True,
     )
 
     kafka: KafkaSettings = Field(default_factory=KafkaSettings, description="Kafka cluster and topics.")
     spapi: SpApiSettings = Field(default_factory=SpApiSettings, description="SP-API, LWA and the client's tuning.")
     timing: Timing = Field(default_factory=Timing, description="Order timing (business time; docs/state-machine.md).")
     sender: SenderConfig = Field(default_factory=SenderConfig, description="The sender's deferrals.")
+    reconcile: ReconcileConfig = Field(
+        default_factory=ReconcileConfig, description="Backfill and daily reconciliation (Orders API getOrders)."
+    )
     bridge: BridgeConfig = Field(default_factory=BridgeConfig, description="The SQS -> Kafka bridge.")
     worker: WorkerSettings = Field(default_factory=WorkerSettings, description="The worker's Faust app.")
     sim: Simulation = Field(default_factory=Simulation, description="Simulated business time (demo, tests).")

@@ -82,4 +82,21 @@ SELLERS = TopicSpec(
     config={"cleanup.policy": "compact", "retention.ms": "-1"},
 )
 
-ALL_TOPICS: tuple[TopicSpec, ...] = (ORDER_CHANGES, ORDER_EVENTS, SEND_COMMANDS, OUTCOMES, DEAD_LETTERS, SELLERS)
+ALERTS = TopicSpec(
+    name="solicit.alerts.v1",
+    key="alert id `<kind>:<subject>` (UTF-8)",
+    value="`Alert` JSON (`streams.alerts`): raised or resolved, with the reason",
+    description="Output: conditions that need a person (revoked authorization, error rates, deadlines), each raised "
+    "once and resolved once.",
+    audit=True,
+)
+
+ALL_TOPICS: tuple[TopicSpec, ...] = (
+    ORDER_CHANGES,
+    ORDER_EVENTS,
+    SEND_COMMANDS,
+    OUTCOMES,
+    DEAD_LETTERS,
+    SELLERS,
+    ALERTS,
+)

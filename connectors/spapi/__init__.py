@@ -3,6 +3,9 @@
 Modules, each owning one concern:
 
 * :mod:`.client` - :class:`SolicitationsClient`, the only thing the sender calls;
+* :mod:`.notifications` - :class:`NotificationsClient`, destinations and subscriptions (``solicit sellers subscribe``),
+  with :mod:`.notification_responses` reading its answers;
+* :mod:`.orders` - :class:`OrdersClient`, a seller's orders from Orders v0 ``getOrders`` (backfill, reconciliation);
 * :mod:`.results` - what a call tells about an order (sent, not available, outside the window, offered);
 * :mod:`.errors` - what went wrong, named for what the caller does next (the tree is in its docstring);
 * :mod:`.lwa` - access tokens per seller (cache, single flight, refresh ahead of expiry);
@@ -27,21 +30,29 @@ from .errors import (
     SpApiError,
     UnknownMarketplace,
 )
+from .notifications import NotificationsClient
+from .orders import OPERATION_GET_ORDERS, AmazonOrder, OrdersClient, OrdersPage, OrdersQuery
 from .results import ActionsResult, CreateResult, NotAvailable, OutsideWindow, Sent
 
 __all__ = [
     "DEFAULT_LWA_TOKEN_URL",
     "OPERATION_CREATE",
     "OPERATION_GET",
+    "OPERATION_GET_ORDERS",
     "REGION_BASE_URLS",
     "AccessDenied",
     "ActionsResult",
+    "AmazonOrder",
     "AppCredentials",
     "AppCredentialsRejected",
     "AuthorizationRevoked",
     "ClientConfig",
     "CreateResult",
     "NotAvailable",
+    "NotificationsClient",
+    "OrdersClient",
+    "OrdersPage",
+    "OrdersQuery",
     "OutsideWindow",
     "RejectedRequest",
     "RetryLater",

@@ -1,12 +1,20 @@
-"""Login with Amazon: turn a seller's refresh token into an access token, cached, refreshed ahead of expiry.
+"""Login with Amazon: turn a seller's refresh token (or the app itself) into an access token, cached, refreshed ahead
+of expiry.
 
 One access token per refresh token, reused by every call for that seller until shortly before it expires
 (``docs/amazon-facts.md`` §5). When many requests for one seller need a new token at once, exactly one
 exchange runs and the others await it (single flight), so a burst of 30 orders costs one LWA call, not 30.
 
-Failures become the package's errors: ``invalid_grant`` is :class:`AuthorizationRevoked` (the seller must
-re-authorize; retrying cannot help, so it is never retried); ``invalid_client`` and other rejections of our own
-request are :class:`AppCredentialsRejected`; 429/5xx/timeouts are :class:`RetryLater` for the caller's retry loop.
+**Grantless** operations (``createDestination``, ``deleteSubscriptionById``, ...; ``docs/amazon-facts.md`` §8) act
+for the application, not for a seller: :meth:`LwaTokenCache.grantless_token` exchanges the app's client id and secret
+(``grant_type=client_credentials`` with a ``scope``) and caches one token per (app, scope) with the same single flight
+and refresh ahead of expiry. A cache belongs to one app, so its keys are per app already; the grantless key names the
+client id anyway, so that no key of one app can ever equal a key of another.
+
+Failures become the package's errors: ``invalid_grant`` on a refresh token is :class:`AuthorizationRevoked` (the
+seller must re-authorize; retrying cannot help, so it is never retried); ``invalid_client`` and other rejections of
+our own request (``invalid_scope`` for a grantless token) are :class:`AppCredentialsRejected`; 429/5xx/timeouts are
+:class:`RetryLater` for the caller's retry loop.
 
 Memory: tokens of sellers that stopped calling would stay forever, so every ``sweep_interval`` seconds a call
 first drops the tokens that have expired (an expired token is never handed out, so only memory changes).
@@ -30,11 +38,16 @@ from pydantic import SecretStr
 from .credentials import AppCredentials, SellerCredentials
 from .errors import AppCredentialsRejected, AuthorizationRevoked, RetryLater
 
-__all__ = ["AccessToken", "LwaTokenCache"]
+__all__ = ["GRANTLESS_SCOPES", "SCOPE_NOTIFICATIONS", "AccessToken", "LwaTokenCache"]
 
 logger = logging.getLogger(__name__)
 
 _FORM_CONTENT_TYPE = "application/x-www-form-urlencoded;charset=UTF-8"
+
+SCOPE_NOTIFICATIONS = "sellingpartnerapi::notifications"
+"""LWA scope of the grantless Notifications operations."""
+GRANTLESS_SCOPES = frozenset({SCOPE_NOTIFICATIONS, "sellingpartnerapi::migration"})
+"""The scopes LWA issues grantless (``client_credentials``) tokens for."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,12 +59,33 @@ class AccessToken:
     refresh_at: float
 
 
+@dataclass(frozen=True, slots=True)
+class _Grant:
+    """What one cached token stands for: a seller's authorization (``seller``) or the app itself (``scope``)."""
+
+    key: str
+    label: str
+    """Who the token is for, in messages: ``seller X`` or ``app <client id> (scope ...)``; never a secret."""
+    seller: SellerCredentials | None = None
+    scope: str | None = None
+
+    def form_fields(self) -> dict[str, str]:
+        """The grant part of the token request; reads the refresh token's value only here."""
+        if self.seller is not None:
+            return {"grant_type": "refresh_token", "refresh_token": self.seller.refresh_token.get_secret_value()}
+        return {"grant_type": "client_credentials", "scope": str(self.scope)}
+
+
 def _cache_key(seller: SellerCredentials) -> str:
     return hashlib.sha256(seller.refresh_token.get_secret_value().encode()).hexdigest()
 
 
+def _seller_grant(seller: SellerCredentials) -> _Grant:
+    return _Grant(key=_cache_key(seller), label=f"seller {seller.seller_id}", seller=seller)
+
+
 class LwaTokenCache:
-    """Access tokens per refresh token, with single-flight refresh and refresh ahead of expiry."""
+    """Access tokens per refresh token and per grantless scope, with single-flight refresh ahead of expiry."""
 
     def __init__(
         self,
@@ -89,26 +123,36 @@ class LwaTokenCache:
         ``max_wait`` bounds only this caller's wait; a shared exchange keeps running for the other waiters. When a
         refresh ahead of expiry fails transiently, the old token is returned while it is still valid.
         """
-        key = _cache_key(seller)
+        return await self._token_for(_seller_grant(seller), max_wait)
+
+    async def grantless_token(self, scope: str = SCOPE_NOTIFICATIONS, *, max_wait: float | None = None) -> AccessToken:
+        """A usable grantless access token of this app for ``scope`` (one of :data:`GRANTLESS_SCOPES`)."""
+        return await self._token_for(self._grantless_grant(scope), max_wait)
+
+    def _grantless_grant(self, scope: str) -> _Grant:
+        if scope not in GRANTLESS_SCOPES:
+            raise ValueError(f"not a grantless LWA scope: {scope!r} (known: {sorted(GRANTLESS_SCOPES)})")
+        client_id = self._app.client_id
+        return _Grant(key=f"grantless:{client_id}:{scope}", label=f"app {client_id} (scope {scope})", scope=scope)
+
+    async def _token_for(self, grant: _Grant, max_wait: float | None) -> AccessToken:
         now = self._monotonic()
         if now >= self._next_sweep:
             self.sweep()
-        cached = self._tokens.get(key)
+        cached = self._tokens.get(grant.key)
         if cached is not None and now < cached.refresh_at:
             return cached
-        task = self._in_flight.get(key)
+        task = self._in_flight.get(grant.key)
         if task is None or task.done():
-            task = asyncio.create_task(self._exchange(key, seller), name=f"lwa-refresh-{seller.seller_id}")
+            task = asyncio.create_task(self._exchange(grant), name=f"lwa-refresh-{grant.label}")
             task.add_done_callback(_consume_exception)
-            self._in_flight[key] = task
+            self._in_flight[grant.key] = task
         try:
             return await asyncio.wait_for(asyncio.shield(task), max_wait)
         except TimeoutError:
             if cached is not None and self._monotonic() < cached.expires_at:
                 return cached
-            raise RetryLater(
-                f"LWA token exchange for seller {seller.seller_id} did not finish in time", retry_after=1.0
-            ) from None
+            raise RetryLater(f"LWA token exchange for {grant.label} did not finish in time", retry_after=1.0) from None
         except RetryLater:
             if cached is not None and self._monotonic() < cached.expires_at:
                 return cached
@@ -116,7 +160,13 @@ class LwaTokenCache:
 
     def invalidate(self, seller: SellerCredentials, token: AccessToken) -> None:
         """Forget ``token`` (Amazon refused it) unless a newer token has already replaced it."""
-        key = _cache_key(seller)
+        self._forget(_cache_key(seller), token)
+
+    def invalidate_grantless(self, scope: str, token: AccessToken) -> None:
+        """Forget a grantless ``token`` of ``scope`` (Amazon refused it) unless a newer one replaced it."""
+        self._forget(self._grantless_grant(scope).key, token)
+
+    def _forget(self, key: str, token: AccessToken) -> None:
         if self._tokens.get(key) is token:
             del self._tokens[key]
 
@@ -143,23 +193,22 @@ class LwaTokenCache:
             await asyncio.gather(*tasks, return_exceptions=True)
         self._in_flight.clear()
 
-    async def _exchange(self, key: str, seller: SellerCredentials) -> AccessToken:
+    async def _exchange(self, grant: _Grant) -> AccessToken:
         try:
-            token = await self._request_token(seller)
+            token = await self._request_token(grant)
         except AuthorizationRevoked:
-            self._tokens.pop(key, None)
+            self._tokens.pop(grant.key, None)
             raise
         else:
-            self._tokens[key] = token
+            self._tokens[grant.key] = token
             return token
         finally:
-            self._in_flight.pop(key, None)
+            self._in_flight.pop(grant.key, None)
 
-    async def _request_token(self, seller: SellerCredentials) -> AccessToken:
+    async def _request_token(self, grant: _Grant) -> AccessToken:
         sent_at = self._monotonic()
         form = {
-            "grant_type": "refresh_token",
-            "refresh_token": seller.refresh_token.get_secret_value(),
+            **grant.form_fields(),
             "client_id": self._app.client_id,
             "client_secret": self._app.client_secret.get_secret_value(),
         }
@@ -171,41 +220,20 @@ class LwaTokenCache:
                 timeout=self._request_timeout,
             )
         except httpx.TimeoutException:
-            raise RetryLater(f"LWA token exchange for seller {seller.seller_id} timed out", retry_after=1.0) from None
+            raise RetryLater(f"LWA token exchange for {grant.label} timed out", retry_after=1.0) from None
         except httpx.TransportError as exc:
-            raise RetryLater(
-                f"LWA unreachable for seller {seller.seller_id}: {type(exc).__name__}", retry_after=1.0
-            ) from None
-        logger.debug("LWA token exchange seller=%s status=%s", seller.seller_id, response.status_code)
+            raise RetryLater(f"LWA unreachable for {grant.label}: {type(exc).__name__}", retry_after=1.0) from None
+        logger.debug("LWA token exchange %s status=%s", grant.label, response.status_code)
         body = _json_object(response)
         if response.status_code == 200:
-            return self._parse_token(seller, body, sent_at)
-        error = str(body.get("error", "")) if body else ""
-        description = str(body.get("error_description", "")) if body else ""
-        if error == "invalid_grant":
-            logger.warning("LWA: seller %s refresh token rejected (invalid_grant)", seller.seller_id)
-            raise AuthorizationRevoked(
-                f"seller {seller.seller_id} must re-authorize the app (LWA invalid_grant: {description})",
-                seller_id=seller.seller_id,
-            )
-        if response.status_code == 429 or response.status_code >= 500:
-            raise RetryLater(
-                f"LWA answered {response.status_code} for seller {seller.seller_id}",
-                retry_after=1.0,
-                status=response.status_code,
-            )
-        raise AppCredentialsRejected(
-            f"LWA rejected the token request ({response.status_code} {error or 'no error code'}: {description}); "
-            "check the app's client id and secret",
-            error=error or None,
-            status=response.status_code,
-        )
+            return self._parse_token(grant, body, sent_at)
+        raise _rejection(grant, response.status_code, body)
 
-    def _parse_token(self, seller: SellerCredentials, body: dict[str, Any] | None, sent_at: float) -> AccessToken:
+    def _parse_token(self, grant: _Grant, body: dict[str, Any] | None, sent_at: float) -> AccessToken:
         value = body.get("access_token") if body else None
         expires_in = body.get("expires_in") if body else None
         if not isinstance(value, str) or not value or not isinstance(expires_in, int | float) or expires_in <= 0:
-            raise RetryLater(f"LWA returned a malformed token response for seller {seller.seller_id}", retry_after=1.0)
+            raise RetryLater(f"LWA returned a malformed token response for {grant.label}", retry_after=1.0)
         # Count the lifetime from when we *sent* the request: the token may have been issued any time after.
         margin = min(self._refresh_margin, expires_in / 2)
         return AccessToken(
@@ -213,6 +241,27 @@ class LwaTokenCache:
             expires_at=sent_at + expires_in,
             refresh_at=sent_at + expires_in - margin,
         )
+
+
+def _rejection(grant: _Grant, status: int, body: dict[str, Any] | None) -> Exception:
+    """The error for a non-200 LWA answer (decided by the OAuth ``error`` code, not the status: §5)."""
+    error = str(body.get("error", "")) if body else ""
+    description = str(body.get("error_description", "")) if body else ""
+    if error == "invalid_grant" and grant.seller is not None:
+        seller_id = grant.seller.seller_id
+        logger.warning("LWA: seller %s refresh token rejected (invalid_grant)", seller_id)
+        return AuthorizationRevoked(
+            f"seller {seller_id} must re-authorize the app (LWA invalid_grant: {description})", seller_id=seller_id
+        )
+    if status == 429 or status >= 500:
+        return RetryLater(f"LWA answered {status} for {grant.label}", retry_after=1.0, status=status)
+    return AppCredentialsRejected(
+        f"LWA rejected the token request for {grant.label} ({status} {error or 'no error code'}: {description}); "
+        "check the app's client id and secret"
+        + (" and that the app may use this grantless scope" if grant.scope is not None else ""),
+        error=error or None,
+        status=status,
+    )
 
 
 def _json_object(response: httpx.Response) -> dict[str, Any] | None:

@@ -1,7 +1,8 @@
 """Follow a run through its output topics: the latest state of every order, dead letters, send attempts.
 
 Reads ``outcomes`` and ``dead-letters`` from the beginning with a plain consumer (no group, every partition):
-exactly what an integration of another system would do.
+exactly what an integration of another system would do. It connects as the run's processes do (TLS, SASL: the same
+:class:`connectors.kafka.KafkaConnection`).
 """
 
 from __future__ import annotations
@@ -40,20 +41,20 @@ class RunView:
 class OutcomeMonitor:
     """Consumes the run's output topics into a :class:`RunView` until stopped."""
 
-    def __init__(self, bootstrap_servers: str, *, outcomes_topic: str, dead_letters_topic: str) -> None:
+    def __init__(self, kafka: KafkaConnection | str, *, outcomes_topic: str, dead_letters_topic: str) -> None:
         self.view = RunView()
-        self._bootstrap = bootstrap_servers
+        self._connection = kafka if isinstance(kafka, KafkaConnection) else KafkaConnection(bootstrap_servers=kafka)
         self._topics = (outcomes_topic, dead_letters_topic)
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        counts = await partition_counts(KafkaConnection(bootstrap_servers=self._bootstrap), self._topics)
+        counts = await partition_counts(self._connection, self._topics)
         missing = [topic for topic in self._topics if topic not in counts]
         if missing:
             raise RuntimeError(f"topics missing: {missing}")
         partitions = [TopicPartition(topic, p) for topic in self._topics for p in range(counts[topic])]
-        consumer = AIOKafkaConsumer(bootstrap_servers=self._bootstrap, enable_auto_commit=False)
+        consumer = AIOKafkaConsumer(**self._connection.client_kwargs(), enable_auto_commit=False)
         await consumer.start()
         try:
             consumer.assign(partitions)

@@ -37,6 +37,8 @@ DEMO_TIMING_ENV = {
     "SOLICIT_SENDER__UNKNOWN_SELLER_RETRY": "P7D",
     "SOLICIT_WORKER__TIMER_INTERVAL": "0.2",
     "SOLICIT_WORKER__STANDBY_REPLICAS": "0",
+    # The daily Orders API reconciliation runs beside the live feed (a simulated day every two seconds).
+    "SOLICIT_RECONCILE__CHECK_INTERVAL": "0.5",
 }
 
 
@@ -80,7 +82,7 @@ async def _run(options: DemoOptions, out: TextIO) -> int:
         )
         stack = Stack(config)
         monitor = OutcomeMonitor(
-            bootstrap,
+            config.connection(),
             outcomes_topic=OUTCOMES.named(config.topic_prefix),
             dead_letters_topic=DEAD_LETTERS.named(config.topic_prefix),
         )
@@ -122,7 +124,7 @@ class DemoRun:
 
     def monitor(self) -> OutcomeMonitor:
         return OutcomeMonitor(
-            self.config.kafka_bootstrap,
+            self.config.connection(),
             outcomes_topic=OUTCOMES.named(self.config.topic_prefix),
             dead_letters_topic=DEAD_LETTERS.named(self.config.topic_prefix),
         )

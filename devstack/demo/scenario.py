@@ -178,7 +178,7 @@ def _seller_orders(
         marketplace_id,
         "afn",
         held,
-        truth=_truth(sid, afn_id, marketplace_id, now + 3 * DAY, now + 5 * DAY),
+        truth={**_truth(sid, afn_id, marketplace_id, now + 3 * DAY, now + 5 * DAY), "fulfillment_channel": "AFN"},
         notifications=[
             _notification(now - 2 * DAY, sid, afn_id, marketplace_id, "Shipped", fulfillment="AFN", edd=None)
         ],

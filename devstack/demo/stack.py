@@ -25,11 +25,13 @@ from pathlib import Path
 from typing import IO, Any
 
 import httpx
+from pydantic import SecretStr
 
 from connectors.clock import SimulatedClock
 from connectors.crypto import generate_key
+from connectors.kafka import KafkaConnection
 from devstack.local_kafka import LocalBroker, find_free_ports, port_is_free
-from streams.settings import KafkaSettings
+from streams.settings import ENV_PREFIX, NESTED_DELIMITER, KafkaSettings
 
 SANDBOX_CLIENT_ID = "demo-client-id"
 SANDBOX_CLIENT_SECRET = "demo-client-secret"  # noqa: S105 - the sandbox's local demo credential
@@ -127,6 +129,10 @@ class StackConfig:
     sim_anchor: float = field(default_factory=time.time)
     secret_key: str = field(default_factory=generate_key)
     extra_env: dict[str, str] = field(default_factory=dict)
+    kafka_security: KafkaConnection | None = None
+    """A secured cluster (TLS, SASL): every process and helper connects as this says, its bootstrap servers in
+    place of ``kafka_bootstrap``; the processes get it as ``SOLICIT_KAFKA__*`` variables. None (the default): the
+    plain ``kafka_bootstrap``."""
 
     @property
     def topic_prefix(self) -> str:
@@ -139,10 +145,14 @@ class StackConfig:
     def clock(self) -> SimulatedClock:
         return SimulatedClock(start=self.sim_start, speed=self.sim_speed, anchor=self.sim_anchor)
 
+    def connection(self) -> KafkaConnection:
+        """How this run reaches Kafka: ``kafka_security``, else the plain ``kafka_bootstrap``."""
+        return self.kafka_security or KafkaConnection(bootstrap_servers=self.kafka_bootstrap)
+
     def kafka(self) -> KafkaSettings:
         """This run's cluster and topics, as the service's processes see them."""
         return KafkaSettings(
-            bootstrap_servers=self.kafka_bootstrap, partitions=self.partitions, topic_prefix=self.topic_prefix
+            **self.connection().model_dump(), partitions=self.partitions, topic_prefix=self.topic_prefix
         )
 
     def env(self, **overrides: str) -> dict[str, str]:
@@ -150,7 +160,7 @@ class StackConfig:
         env = {k: v for k, v in os.environ.items() if not k.startswith("SOLICIT_")}
         env.update(
             {
-                "KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap,
+                "KAFKA_BOOTSTRAP_SERVERS": self.connection().bootstrap_servers,
                 "AWS_ENDPOINT_URL_SQS": self.sqs_endpoint,
                 "AWS_DEFAULT_REGION": "us-east-1",
                 "AWS_ACCESS_KEY_ID": "demo",
@@ -171,9 +181,25 @@ class StackConfig:
                 "PYTHONUNBUFFERED": "1",
             }
         )
+        if self.kafka_security is not None:
+            env.update(kafka_environment(self.kafka_security))
         env.update(self.extra_env)
         env.update(overrides)
         return env
+
+
+def kafka_environment(connection: KafkaConnection) -> dict[str, str]:
+    """The ``SOLICIT_KAFKA__*`` variables that give a process ``connection`` (the settings that differ from the
+    defaults). Secrets are written out in clear: the variables are for a child process's environment only."""
+    group = f"{ENV_PREFIX}KAFKA{NESTED_DELIMITER}"
+    env: dict[str, str] = {}
+    for name, value in connection.model_dump(exclude_defaults=True).items():
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        elif isinstance(value, bool):
+            value = "true" if value else "false"
+        env[group + name.upper()] = str(value)
+    return env
 
 
 def solicit_argv(*args: str) -> list[str]:

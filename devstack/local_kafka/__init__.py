@@ -7,7 +7,7 @@ same way. Notes on the recipe and its pitfalls: docs/architecture.md, "Running K
 """
 
 from devstack.local_kafka.broker import BrokerStatus, LocalBroker, StartReport
-from devstack.local_kafka.config import BrokerConfig, new_cluster_id, render_server_properties
+from devstack.local_kafka.config import BrokerConfig, SaslSslListener, new_cluster_id, render_server_properties
 from devstack.local_kafka.errors import (
     BrokerNotReady,
     JarDownloadFailed,
@@ -34,6 +34,7 @@ __all__ = [
     "LocalKafkaError",
     "MavenNotFound",
     "PortInUse",
+    "SaslSslListener",
     "StartReport",
     "StorageFormatFailed",
     "ToolMissing",

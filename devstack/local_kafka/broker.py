@@ -37,6 +37,7 @@ from pathlib import Path
 from devstack.local_kafka.config import (
     DEFAULT_HOST,
     BrokerConfig,
+    SaslSslListener,
     new_cluster_id,
     read_listener_port,
     render_server_properties,
@@ -75,6 +76,8 @@ class StartReport:
     format_seconds: float = 0.0
     ready_seconds: float = 0.0
     """From launching ``kafka.Kafka`` until a metadata request listed the broker."""
+    sasl_ssl_bootstrap: str | None = None
+    """``host:port`` of the SASL_SSL listener, when the broker was started with one."""
 
     @property
     def start_seconds(self) -> float:
@@ -98,7 +101,8 @@ class LocalBroker:
 
     ``port`` is the client (PLAINTEXT) port. ``controller_port`` defaults to ``port + 1``, or to a free port
     when that one is taken. ``kafka_home`` is the jar cache (``Settings.kafka_home``); None means
-    ``~/.cache/solicit/kafka-<version>``.
+    ``~/.cache/solicit/kafka-<version>``. ``sasl_ssl`` adds a SASL_SSL listener (config.py); its SCRAM users are
+    created when the data dir is formatted, so give it to the first start of a data dir.
     """
 
     def __init__(
@@ -109,11 +113,13 @@ class LocalBroker:
         controller_port: int | None = None,
         kafka_home: Path | None = None,
         host: str = DEFAULT_HOST,
+        sasl_ssl: SaslSslListener | None = None,
     ) -> None:
         self.data_dir = data_dir.expanduser().resolve()
         self.port = port
         self.controller_port = controller_port
         self.host = host
+        self.sasl_ssl = sasl_ssl
         self.jars = JarCache.at(kafka_home)
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -154,10 +160,18 @@ class LocalBroker:
         java = find_java()
         if not port_is_free(self.port, self.host):
             raise PortInUse(self.port, role="client")
+        if self.sasl_ssl is not None and not port_is_free(self.sasl_ssl.port, self.host):
+            raise PortInUse(self.sasl_ssl.port, role="SASL_SSL")
         controller_port = self._choose_controller_port()
         jars = self.jars.ensure()
 
-        config = BrokerConfig(port=self.port, controller_port=controller_port, log_dir=self.storage_dir, host=self.host)
+        config = BrokerConfig(
+            port=self.port,
+            controller_port=controller_port,
+            log_dir=self.storage_dir,
+            host=self.host,
+            sasl_ssl=self.sasl_ssl,
+        )
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.server_properties.write_text(render_server_properties(config), encoding="utf-8")
         log4j = self.data_dir / "log4j.properties"
@@ -185,6 +199,7 @@ class LocalBroker:
             jars=jars,
             format_seconds=formatted - began,
             ready_seconds=ready - formatted,
+            sasl_ssl_bootstrap=config.sasl_ssl_bootstrap,
         )
 
     def stop(self, *, timeout: float = STOP_TIMEOUT_S) -> bool:
@@ -257,7 +272,7 @@ class LocalBroker:
         command = [
             java, *_TOOL_JVM_OPTIONS, f"-Dlog4j.configuration=file:{log4j}", "-cp", self.jars.classpath,
             "kafka.tools.StorageTool", "format", "-t", self._cluster_id(), "-c", str(self.server_properties),
-            "--ignore-formatted",
+            "--ignore-formatted", *(self.sasl_ssl.scram_arguments() if self.sasl_ssl is not None else []),
         ]  # fmt: skip
         try:
             result = subprocess.run(

@@ -6,7 +6,8 @@ order ownership, marketplace match, the 5-30 day window in business time, one so
 injects faults (500/503 before any effect, "ambiguous" 500 after the effect, latency). A ledger records every call
 and every solicitation created. Modules: :mod:`.state` (the rules), :mod:`.protocol` (wire shapes and Amazon's
 texts), :mod:`.app` (HTTP and the admin API), :mod:`.server` (running it), :mod:`.model` (data),
-:mod:`.throttle` (Amazon's bucket), :mod:`.command` (``solicit sandbox``). A measured multi-seller load through
+:mod:`.throttle` (Amazon's bucket), :mod:`.command` (``solicit sandbox``), :mod:`.orders` (Orders v0
+``getOrders`` over the same orders). A measured multi-seller load through
 the real client lives in ``bench/sandbox_load.py``.
 
 The rules never use the SP-API client they referee.

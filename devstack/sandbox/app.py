@@ -2,7 +2,8 @@
 
 Handlers only translate HTTP to :class:`~devstack.sandbox.state.SandboxState` calls and back; the rules live
 there. SP-API paths, methods and the ``marketplaceIds`` query parameter are exactly those of the official model
-(``devstack/spapi_models/solicitations.json``); LWA is at ``/auth/o2/token`` as on ``api.amazon.com``.
+(``devstack/spapi_models/solicitations.json``); LWA is at ``/auth/o2/token`` as on ``api.amazon.com``. Orders API v0
+``getOrders`` (``GET /orders/v0/orders``, ``ordersV0.json``) lists the same orders: :mod:`.orders`.
 
 Admin API (JSON in, JSON out; separate from the SP-API paths so a client can never reach it by mistake):
 
@@ -30,7 +31,9 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from . import orders as orders_api
 from .model import FaultConfig, OrderIn, ScriptedFault, SellerIn
+from .notifications_http import add_notification_routes
 from .protocol import Reply, RequestFacts
 from .state import SandboxState
 
@@ -112,6 +115,18 @@ async def _unknown_solicitations_path(request: web.Request) -> web.Response:
     return await _respond(state, state.unknown_path(facts))
 
 
+async def _get_orders(request: web.Request) -> web.Response:
+    state = _state(request)
+    facts = await _facts(request)
+    return await _respond(state, orders_api.get_orders(state, facts))
+
+
+async def _unknown_orders_path(request: web.Request) -> web.Response:
+    state = _state(request)
+    facts = await _facts(request)
+    return await _respond(state, orders_api.unknown_orders_path(state, facts))
+
+
 async def _lwa_token(request: web.Request) -> web.Response:
     state = _state(request)
     facts = await _facts(request)
@@ -184,6 +199,8 @@ async def _ledger(request: web.Request) -> web.Response:
     body = {
         "calls": [dataclasses.asdict(call) for call in state.calls],
         "solicitations": [dataclasses.asdict(row) for row in state.solicitations],
+        "destinations": [dataclasses.asdict(row) for row in state.notifications.destinations.values()],
+        "subscriptions": [dataclasses.asdict(row) for row in state.notifications.subscriptions.values()],
     }
     return web.Response(text=json.dumps(body, default=_jsonable), content_type="application/json")
 
@@ -229,6 +246,9 @@ def build_app(state: SandboxState) -> web.Application:
     app.router.add_post(_CREATE_PATH, _create)
     app.router.add_post("/auth/o2/token", _lwa_token)
     app.router.add_route("*", "/solicitations/{tail:.*}", _unknown_solicitations_path)
+    add_notification_routes(app, state)
+    app.router.add_get(orders_api.GET_ORDERS_PATH, _get_orders, allow_head=False)
+    app.router.add_route("*", "/orders/{tail:.*}", _unknown_orders_path)
     app.router.add_post("/_sandbox/sellers", _add_sellers)
     app.router.add_post("/_sandbox/sellers/{seller_id}/revoke", _revoke_seller)
     app.router.add_post("/_sandbox/orders", _add_orders)

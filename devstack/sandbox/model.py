@@ -68,6 +68,17 @@ class OrderIn(BaseModel):
     earliest_delivery: AwareDatetime
     latest_delivery: AwareDatetime
     status: OrderStatus = "Shipped"
+    fulfillment_channel: Literal["MFN", "AFN"] = Field(
+        default="MFN", description="AFN (FBA): getOrders returns no delivery dates, as Amazon's does."
+    )
+    purchase_date: AwareDatetime | None = Field(
+        default=None, description="PurchaseDate (getOrders); default: 5 days before earliest_delivery."
+    )
+    last_updated: AwareDatetime | None = Field(
+        default=None,
+        description="LastUpdateDate (getOrders); default: the purchase date, or 2 days before earliest_delivery "
+        "once the order left Pending (sandbox choice).",
+    )
 
 
 class ScriptedFault(BaseModel):
@@ -106,6 +117,10 @@ class SandboxConfig:
     faults: FaultConfig = field(default_factory=FaultConfig)
     seed: int | None = None
     max_body_bytes: int = 65536
+    orders_rate: float = 0.0167
+    """getOrders plan per seller (Amazon's default, ordersV0.json): requests per second ..."""
+    orders_burst: int = 20
+    """... and burst."""
 
 
 @dataclass(frozen=True, slots=True)

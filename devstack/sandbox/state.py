@@ -49,6 +49,7 @@ from .model import (
     ScriptedFault,
     SellerIn,
 )
+from .notifications import NotificationsRules
 from .protocol import (
     ACTION_NAME,
     HAL_JSON,
@@ -125,6 +126,7 @@ class SandboxState:
         self._buckets: dict[tuple[str, str], ServerBucket] = {}
         self._scripted: deque[ScriptedFault] = deque()
         self._rng = random.Random(config.seed)
+        self.notifications = NotificationsRules(self)
         self.reset()
 
     # --- admin -----------------------------------------------------------------------------------------
@@ -139,6 +141,7 @@ class SandboxState:
         self._scripted.clear()
         self.faults = self.config.faults
         self._rng = random.Random(self.config.seed)
+        self.notifications.reset()
         for seller in self.config.sellers:
             self.add_seller(seller)
 
@@ -201,6 +204,8 @@ class SandboxState:
             return self._lwa_error(ctx, 400, "invalid_request", "The request is missing a required parameter.")
         if not client_ok:
             return self._lwa_error(ctx, 401, "invalid_client", "Client authentication failed")
+        if grant_type == "client_credentials":
+            return self.notifications.grantless_token(ctx, form)
         if grant_type != "refresh_token":
             return self._lwa_error(ctx, 400, "unsupported_grant_type", "The grant type is not supported.")
         refresh_token = form.get("refresh_token", "")

@@ -6,7 +6,8 @@ and turns expected failures into one line on stderr. The AWS SDK reads its own s
 (``AWS_DEFAULT_REGION``, credentials, ``AWS_ENDPOINT_URL_SQS``), so nothing AWS-specific is configured here.
 
 Exit codes: 0 after a graceful stop; 1 when the bridge cannot run (queue missing, wrong region or credentials, Kafka
-unreachable); 2 when a setting is bad or missing (no queue URL).
+failing later); 2 when a setting is bad or missing (no queue URL), or Kafka cannot be reached or refuses our
+credentials at start.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from aiokafka.errors import KafkaError
 
 from connectors.sqs import SqsError
 from streams.bridge import AfterProduce, Bridge
-from streams.cli.shell import EXIT_OK, CommandError, ConfigurationError, load_settings
+from streams.cli.shell import EXIT_OK, CommandError, ConfigurationError, load_settings, require_kafka
 from streams.settings import Settings
 from streams.topic_admin import ensure_topics
 from streams.topics import DEAD_LETTERS, ORDER_CHANGES
@@ -71,6 +72,7 @@ def execute(args: argparse.Namespace, *, after_produce: AfterProduce | None = No
     """Run the bridge the arguments describe. ``after_produce`` is for fault-injection tests only."""
     settings = load_settings()
     bridge = build_bridge(args, settings, after_produce)
+    require_kafka(settings.kafka)
     try:
         asyncio.run(_serve(bridge, settings))
     except SqsError as exc:

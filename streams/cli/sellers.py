@@ -31,6 +31,7 @@ from aiokafka.errors import KafkaError
 
 from connectors.crypto import SecretKeyError, TokenCipher, UndecryptableToken, generate_key
 from statemachine.marketplaces import marketplace
+from streams.cli import backfill
 from streams.cli.shell import (
     EXIT_OK,
     EXIT_USAGE,
@@ -38,7 +39,9 @@ from streams.cli.shell import (
     ConfigurationError,
     load_settings,
     print_usage,
+    require_kafka,
 )
+from streams.cli.subscriptions import register as register_subscriptions
 from streams.directory import load_registry, publish_records, publish_tombstone
 from streams.registry import (
     DEFAULT_APP,
@@ -84,6 +87,9 @@ def register(subparsers: Any) -> None:
         ),
     )
     imports.add_argument("file", type=Path, metavar="FILE", help="the JSON import file")
+    imports.add_argument(
+        "--backfill-days", type=int, default=None, metavar="N", help=f"then backfill: {backfill.days_help()}; 0: no"
+    )
     imports.set_defaults(run=_guarded(_import))
 
     listing = actions.add_parser("list", parents=[common], help="show every seller (never a token)")
@@ -115,6 +121,9 @@ def register(subparsers: Any) -> None:
         help="re-encrypt every token with the first key of SOLICIT_SECRET_KEY (key rotation)",
     )
     rekey.set_defaults(run=_guarded(_rekey))
+
+    register_subscriptions(actions, common)  # subscribe, unsubscribe: streams/cli/subscriptions.py
+    backfill.register(actions, common)  # backfill: streams/cli/backfill.py
 
 
 # --- actions -------------------------------------------------------------------------------------------------------
@@ -150,7 +159,7 @@ async def _import(args: argparse.Namespace, settings: Settings) -> int:
                 else "SOLICIT_SPAPI__LWA_APPS"
             )
             _note(f"app {app!r} has no LWA credentials here ({where}); the worker needs them to serve its sellers")
-    return EXIT_OK
+    return await backfill.backfill_imported(records, args.backfill_days, settings)
 
 
 async def _list(args: argparse.Namespace, settings: Settings) -> int:
@@ -282,6 +291,7 @@ def _guarded(action: Action) -> Callable[[argparse.Namespace], int]:
 
     def run(args: argparse.Namespace) -> int:
         settings = load_settings()
+        require_kafka(settings.kafka)
         if getattr(args, "topic", "") is None:
             args.topic = SELLERS.named(settings.kafka.topic_prefix)  # the topic the worker reads
         try:

@@ -5,6 +5,9 @@
 * **Settings**: :func:`load_settings` builds the process's one settings object. A bad value is reported as one line
   per problem naming the *variable* and what is wrong with it, never the value (it may be a secret).
 * **Logging** is configured once, by :func:`load_settings`, from ``SOLICIT_LOG_LEVEL``.
+* **Kafka**: :func:`require_kafka` is the first thing every command that needs Kafka does: a broker that cannot be
+  reached, or refuses our TLS or SASL credentials, is one line and exit 2 (the connection settings are configuration),
+  within seconds, instead of a client retrying in the background.
 * **Errors**: :func:`run_guarded` turns an expected failure (:class:`CommandError`, :class:`ConfigurationError`) into
   one line on stderr and its exit code, and anything else into one line naming the exception's type; tracebacks
   only with ``solicit --debug``.
@@ -13,6 +16,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import logging
 import os
@@ -23,6 +27,7 @@ from typing import TypeVar, overload
 from pydantic import BaseModel, ValidationError
 from pydantic_settings import SettingsError
 
+from connectors.kafka import KafkaConnection, KafkaUnusable, check_connection
 from streams.settings import ENV_PREFIX, NESTED_DELIMITER, Settings, variable_of
 
 EXIT_OK = 0
@@ -110,6 +115,17 @@ def configure_logging(level: str) -> None:
     if not logging.getLogger().handlers:
         logging.basicConfig(level=level.upper(), format=LOG_FORMAT, stream=sys.stderr)
     logging.getLogger("transitions").setLevel(logging.WARNING)  # it logs every callback at INFO
+    logging.getLogger("aiokafka.helpers").setLevel(logging.WARNING)  # "Loading SSL CA from ..." per client made
+
+
+def require_kafka(connection: KafkaConnection) -> None:
+    """Check that Kafka answers with these connection settings (address, TLS, SASL); :class:`ConfigurationError`
+    (exit 2) with one line naming what is wrong when it does not: refused, TLS handshake, authentication, timeout.
+    Never a secret: the line names the user, not the password."""
+    try:
+        asyncio.run(check_connection(connection))
+    except KafkaUnusable as exc:
+        raise ConfigurationError([str(exc)]) from None
 
 
 def print_usage(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from connectors.crypto import SecretKeyError, TokenCipher
-from streams.cli.shell import EXIT_OK, CommandError, ConfigurationError, load_settings
+from streams.cli.shell import EXIT_OK, CommandError, ConfigurationError, load_settings, require_kafka
 from streams.directory import load_registry
 from streams.registry import SellerRecord, SellersTopicMissing
 from streams.settings import Settings
@@ -91,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
     settings = load_settings()
     if args.worker_id:
         settings = settings.model_copy(update={"worker": settings.worker.model_copy(update={"id": args.worker_id})})
+    require_kafka(settings.kafka)
     try:
         problem, sellers = asyncio.run(_preflight(settings))
     except Exception as exc:  # broker unreachable and the like: say so, no traceback

@@ -185,6 +185,7 @@ async def test_import_list_pause_resume_remove(
         "send_hours": {"start_hour": 9, "end_hour": 20},
         "paused": False,
         "dry_run": True,
+        "marketplaces": {},
     }
     assert not any("token" in field for seller in sellers.values() for field in seller)
     assert_no_secret(as_json, tokens)

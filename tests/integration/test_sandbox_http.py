@@ -128,7 +128,7 @@ async def test_admin_api_faults_and_latency(sandbox_factory: SandboxFactory, jum
     assert [s["order_id"] for s in before_reset["solicitations"]] == [ORDER]  # the effect happened
     assert before_reset["calls"][-1]["fault"] == "ambiguous"
     assert reset.json() == {"reset": True}
-    assert after_reset == {"calls": [], "solicitations": []}
+    assert after_reset == {"calls": [], "solicitations": [], "destinations": [], "subscriptions": []}
 
 
 @pytest.mark.parametrize(

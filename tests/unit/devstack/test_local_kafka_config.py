@@ -2,11 +2,19 @@ from __future__ import annotations
 
 import base64
 import re
+import uuid
 from pathlib import Path
 
 import pytest
 
-from devstack.local_kafka.config import BrokerConfig, new_cluster_id, read_listener_port, render_server_properties
+from devstack.local_kafka import config as config_module
+from devstack.local_kafka.config import (
+    BrokerConfig,
+    SaslSslListener,
+    new_cluster_id,
+    read_listener_port,
+    render_server_properties,
+)
 
 
 def _config(**overrides: object) -> BrokerConfig:
@@ -88,3 +96,81 @@ def test_cluster_id_is_16_random_bytes_in_unpadded_base64url() -> None:
     for cluster_id in ids:
         assert re.fullmatch(r"[A-Za-z0-9_-]{22}", cluster_id)
         assert len(base64.urlsafe_b64decode(cluster_id + "==")) == 16
+
+
+def test_a_cluster_id_never_starts_with_a_dash(monkeypatch: pytest.MonkeyPatch) -> None:
+    # StorageTool's argument parser takes "-t -abc..." for two options; Kafka's own ids never start with "-".
+    dashed = uuid.UUID(bytes=base64.urlsafe_b64decode("-" + "A" * 21 + "=="))
+    plain = uuid.UUID(int=1)
+    values = iter([dashed, plain])
+    monkeypatch.setattr(config_module.uuid, "uuid4", lambda: next(values))
+    assert new_cluster_id() == base64.urlsafe_b64encode(plain.bytes).rstrip(b"=").decode()
+
+
+# --- the optional SASL_SSL listener ---------------------------------------------------------------------------------
+
+
+def _sasl_ssl(**overrides: object) -> SaslSslListener:
+    values: dict[str, object] = {
+        "port": 19094,
+        "keystore": Path("/data/tls/server.pem"),
+        "users": (("alice", "alice-pw"), ("bob", "bob-pw")),
+    }
+    values.update(overrides)
+    return SaslSslListener(**values)  # type: ignore[arg-type]
+
+
+def test_the_default_broker_has_no_sasl_or_tls_at_all() -> None:
+    text = render_server_properties(_config())
+    assert "SASL" not in text and "ssl." not in text and "sasl." not in text
+
+
+def test_a_sasl_ssl_listener_is_added_next_to_plaintext_with_a_pem_keystore_and_scram() -> None:
+    props = _parse(render_server_properties(_config(sasl_ssl=_sasl_ssl())))
+
+    assert props["listeners"] == ("PLAINTEXT://127.0.0.1:19092,CONTROLLER://127.0.0.1:19093,SASL_SSL://127.0.0.1:19094")
+    assert props["advertised.listeners"] == "PLAINTEXT://127.0.0.1:19092,SASL_SSL://127.0.0.1:19094"
+    assert props["listener.security.protocol.map"] == "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL"
+    assert props["inter.broker.listener.name"] == "PLAINTEXT"  # the broker itself stays on PLAINTEXT
+    prefix = "listener.name.sasl_ssl."
+    assert props[f"{prefix}sasl.enabled.mechanisms"] == "SCRAM-SHA-512"
+    assert props[f"{prefix}scram-sha-512.sasl.jaas.config"] == (
+        "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+    )
+    assert props[f"{prefix}ssl.keystore.type"] == "PEM"
+    assert props[f"{prefix}ssl.keystore.location"] == "/data/tls/server.pem"
+    assert not any("password" in key for key in props)  # an unencrypted PEM key needs none
+
+
+def test_scram_users_are_format_arguments_never_server_properties() -> None:
+    listener = _sasl_ssl(mechanism="SCRAM-SHA-256")
+    assert listener.scram_arguments() == [
+        "--add-scram",
+        "SCRAM-SHA-256=[name=alice,password=alice-pw]",
+        "--add-scram",
+        "SCRAM-SHA-256=[name=bob,password=bob-pw]",
+    ]
+    assert "alice-pw" not in render_server_properties(_config(sasl_ssl=listener))
+    assert "alice-pw" not in repr(listener)
+    assert _config(sasl_ssl=listener).sasl_ssl_bootstrap == "127.0.0.1:19094"
+    assert _config().sasl_ssl_bootstrap is None
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"port": 0}, "SASL_SSL port"),
+        ({"keystore": Path("server.pem")}, "keystore must be absolute"),
+        ({"mechanism": "PLAIN"}, "mechanism must be one of"),
+        ({"users": (("alice", "a,b"),)}, "without ','"),
+        ({"users": (("", "pw"),)}, "non-empty"),
+    ],
+)
+def test_a_sasl_ssl_listener_that_cannot_work_is_refused(overrides: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        _sasl_ssl(**overrides)
+
+
+def test_the_sasl_ssl_port_must_differ_from_the_others() -> None:
+    with pytest.raises(ValueError, match="already the client or controller port"):
+        _config(sasl_ssl=_sasl_ssl(port=19093))

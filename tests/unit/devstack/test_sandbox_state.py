@@ -207,7 +207,8 @@ def test_missing_token_is_denied_without_touching_the_bucket(clock: ManualClock)
     ("form", "status", "error"),
     [
         ({"refresh_token": "Atzr|one", "grant_type": "refresh_token", "client_secret": "wrong"}, 401, "invalid_client"),
-        ({"grant_type": "client_credentials", "scope": "s"}, 400, "unsupported_grant_type"),
+        ({"grant_type": "client_credentials", "scope": "s"}, 400, "invalid_scope"),
+        ({"grant_type": "authorization_code", "code": "c"}, 400, "unsupported_grant_type"),
         ({"grant_type": "refresh_token", "refresh_token": "Atzr|unknown"}, 400, "invalid_grant"),
         ({"refresh_token": "Atzr|one"}, 400, "invalid_request"),
     ],

@@ -35,6 +35,7 @@ DOCUMENTED_MODELS = {
     "streams.outcomes.SendAttempt",
     "streams.deadletters.DeadLetter",
     "streams.registry.SellerRecord",
+    "streams.alerts.Alert",
 }
 """Every value model of a topic; each needs its fields table."""
 
