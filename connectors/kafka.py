@@ -60,6 +60,7 @@ __all__ = [
     "admin_client",
     "check_connection",
     "create_missing_topics",
+    "group_offsets",
     "idempotent_producer",
     "partition_counts",
     "produce_all",
@@ -662,3 +663,18 @@ class TopicFollower:
     def _tail_ended(self, task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None:
             log.error("following %s stopped; its view is frozen", self._topic, exc_info=task.exception())
+
+
+async def group_offsets(
+    connection: KafkaConnection, group_id: str, partitions: Iterable[tuple[str, int]]
+) -> dict[tuple[str, int], int | None]:
+    """The committed offset of ``group_id`` for each (topic, partition); None where it has none."""
+    wanted = [TopicPartition(topic, partition) for topic, partition in partitions]
+    if not wanted:
+        return {}
+    async with admin_client(connection, client_id=f"{group_id}-offsets") as admin:
+        found = await admin.list_consumer_group_offsets(group_id, partitions=wanted)
+    offsets: dict[tuple[str, int], int | None] = {(tp.topic, tp.partition): None for tp in wanted}
+    for tp, meta in found.items():
+        offsets[(tp.topic, tp.partition)] = meta.offset if meta.offset >= 0 else None
+    return offsets

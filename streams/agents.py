@@ -21,8 +21,9 @@ import functools
 import logging
 from typing import Any, Protocol
 
-from streams.app import Worker
-from streams.delivery import ack_when_delivered, handle_with_retries
+from connectors.kafka import group_offsets
+from streams.app import Worker, acknowledge, anchor, release, seek_back
+from streams.delivery import ack_when_delivered, handle_with_retries, stop_worker
 from streams.dueindex import DueEntry, DueFiring, active_partitions, collect_due, index_key, rebuild_from_table
 from streams.orders import Handled, PendingWrite, partition_for
 
@@ -55,15 +56,26 @@ def _register_orders(w: Worker) -> None:
     @w.app.agent(w.topics.inbound, name="orders", concurrency=1)
     async def orders(stream: Any) -> None:
         await w.ready.wait()
+        sought: dict[tuple[str, int], int] = {}
         async for event in stream.noack().events():
             message = event.message
             what = f"{message.topic}[{message.partition}]@{message.offset}"
+            back = w.guard.ahead(message.topic, message.partition, message.offset)
+            if back is not None:
+                release(w.app, event)
+                if sought.get((message.topic, message.partition)) != back:
+                    log.warning("%s arrived before offset %d was read: reading again from %d", what, back, back)
+                    sought[(message.topic, message.partition)] = back
+                    await seek_back(w.app, message.topic, message.partition, back)
+                continue
+            anchor(w.app, message.topic, message.partition, message.offset)
+            w.guard.processed(message.topic, message.partition, message.offset)
             handled = await handle_with_retries(functools.partial(_handle, w, message), what=what)
             write = handled.write
             if write is None:
-                ack_when_delivered(handled.outputs, event.ack, what=what)
+                ack_when_delivered(handled.outputs, functools.partial(acknowledge, event), what=what)
             else:
-                write.ack = event.ack
+                write.ack = functools.partial(acknowledge, event)
                 ack_when_delivered(handled.outputs, functools.partial(_write, w, write), what=what)
 
 
@@ -133,18 +145,25 @@ def _rebuild_one(w: Worker, active: list[int]) -> None:
 def _register_hooks(w: Worker) -> None:
     app = w.app
     changelog = w.orders_table.changelog_topic.get_topic_name()
+    inbound = {w.topics.changes.get_topic_name(), w.topics.events.get_topic_name()}
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]  # mode types the receiver too narrowly
     async def on_revoked(sender: Any, *args: Any, **kwargs: Any) -> None:
         moved = {tp.partition for tp in args[0] if tp.topic == changelog}
         w.scanner.forget(moved)
         w.indexed.difference_update(moved)
+        w.guard.revoked((tp.topic, tp.partition) for tp in args[0] if tp.topic in inbound)
 
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def on_assigned(sender: Any, *args: Any, **kwargs: Any) -> None:
         moved = {tp.partition for tp in args[0] if tp.topic == changelog}
         w.scanner.forget(moved)
         w.indexed.difference_update(moved)  # rebuilt from the table once recovery is done
+        sources = [(tp.topic, tp.partition) for tp in args[0] if tp.topic in inbound]
+        try:
+            w.guard.assigned(await group_offsets(w.settings.kafka, w.settings.worker.app_id, sources))
+        except Exception as exc:  # without them the guard cannot vouch for the partitions: read them again
+            stop_worker(f"the committed offsets of the assigned partitions could not be read: {exc}")
 
     @app.on_before_shutdown.connect  # type: ignore[arg-type]
     async def close_resources(sender: Any, *args: Any, **kwargs: Any) -> None:

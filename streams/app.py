@@ -27,6 +27,7 @@ from connectors.spapi import AppCredentials, SolicitationsClient
 from statemachine import SellerPolicy, SendCommand, SendResult, SendStarted, StateChanged
 from streams.command_feed import CommandFeed, OffsetTracker
 from streams.deadletters import DeadLetter
+from streams.delivery import OffsetGuard, stop_worker
 from streams.directory import SellerDirectory
 from streams.dueindex import DueFiring, DueScanner, LocalDueIndex
 from streams.orders import Delivery, OrdersProcessor, TableStore
@@ -164,15 +165,129 @@ class Worker:
     """Set once the sellers registry is loaded; the agents and the timer wait for it."""
     indexed: set[int] = field(default_factory=set)
     """Active partitions whose due index was rebuilt since they were assigned."""
+    guard: OffsetGuard = field(default_factory=OffsetGuard)
+    """Keeps the orders agent reading every offset in order (:class:`streams.delivery.OffsetGuard`)."""
     reconciliation: DailyReconciliation | None = None
     """The daily Orders API reconciliation of the sellers this worker's sender owns (``SOLICIT_RECONCILE__DAILY``)."""
 
 
+HANDLED = "solicit_handled"
+"""Set on an event once everything it caused is confirmed: only such an event may be acknowledged."""
+
+
+def harden_faust() -> None:
+    """Three of Faust's shortcuts would commit offsets past records that were never processed; close them.
+
+    * During a rebalance Faust's stream skips the events it had buffered from the previous generation (or while flow
+      control is off) *and acknowledges them* "so the lag does not grow", even in a ``noack()`` stream; the next
+      commit then moves past records nobody processed (seen in the chaos suite: 38 orders lost). Here an event is
+      acknowledged only when it was marked :data:`HANDLED` (:func:`acknowledge`); a skipped one is read again from
+      the committed offset after the rebalance.
+    * Faust's consumer treats a jump in the offsets it reads as a compaction gap and counts the missing offsets as
+      acknowledged. Our stream topics are never compacted nor transactional, so a jump means the client skipped
+      records: stop the worker instead (:func:`streams.delivery.stop_worker`), and the next start reads them again.
+    * Faust's commit accepts acknowledged offsets that start one past the committed offset: see
+      :func:`committable_offset`, which replaces it.
+    """
+    import faust.streams
+    from faust.events import Event
+    from faust.transport.consumer import Consumer
+
+    if getattr(Event.ack, "_solicit", False):
+        return
+    original_ack = Event.ack
+
+    def ack(self: Any) -> bool:
+        return bool(original_ack(self)) if getattr(self, HANDLED, False) else False
+
+    accelerated = faust.streams._CStreamIterator  # type: ignore[attr-defined]
+    if accelerated is not None:  # Faust's Cython iterator acknowledges inline, without Event.ack
+
+        class NoImplicitAcks(accelerated):  # type: ignore[misc, valid-type]
+            def after(self, event: Any, do_ack: bool, sensor_state: Any) -> Any:
+                return super().after(event, False, sensor_state)  # acknowledged by acknowledge() only
+
+        faust.streams._CStreamIterator = NoImplicitAcks  # type: ignore[attr-defined]
+
+    def new_offset(self: Any, tp: Any) -> int | None:
+        return committable_offset(self._acked[tp], self._acked_index[tp], self._committed_offset[tp])
+
+    async def add_gap(self: Any, tp: Any, offset_from: int, offset_to: int) -> None:
+        stop_worker(f"records {offset_from}..{offset_to - 1} of {tp.topic}[{tp.partition}] were skipped by the client")
+
+    ack._solicit = True  # type: ignore[attr-defined]
+    Event.ack = ack  # type: ignore[method-assign]
+    Consumer._add_gap = add_gap  # type: ignore[method-assign]
+    Consumer._new_offset = new_offset  # type: ignore[method-assign]
+
+
+def committable_offset(acked: list[int], acked_index: set[int], committed: int | None) -> int | None:
+    """The offset to commit for a partition: one past the run of acknowledged offsets that starts exactly at the
+    committed one (the next to read), or None while that offset itself is not acknowledged.
+
+    Replaces Faust's ``Consumer._new_offset``, which accepts a run starting one past the committed offset (its test is
+    ``min(acked) - committed > 1``) and any run at all while the committed offset is unknown or 0: our agent
+    acknowledges records out of order (a record without outputs at once, one with a write once its changelog is
+    confirmed), so Faust committed past a record still in flight, and a crash lost it (seen in the chaos suite: a
+    canceled order's record lost, the order later re-created as pending). ``committed`` is None only before the first
+    record of a partition without a committed offset: then :func:`anchor` has not run yet and nothing is committed.
+    Offsets below ``committed`` (acknowledged again after a replay) are dropped; ``acked`` is consumed in place."""
+    if not acked or committed is None:
+        return None
+    acked.sort()
+    stale = 0
+    while stale < len(acked) and acked[stale] < committed:
+        stale += 1
+    if stale:
+        acked_index.difference_update(acked[:stale])
+        del acked[:stale]
+    end = committed
+    while end - committed < len(acked) and acked[end - committed] == end:
+        end += 1
+    if end == committed:
+        return None
+    acked_index.difference_update(acked[: end - committed])
+    del acked[: end - committed]
+    return end
+
+
+def anchor(app: faust.App, topic: str, partition: int, offset: int) -> None:
+    """Tell Faust's consumer where a partition without a committed offset started: the first record the agent
+    processed. From then on only runs of acknowledged offsets starting there are committed (:func:`committable_offset`).
+    """
+    from faust.types import TP
+
+    committed = app.consumer._committed_offset  # type: ignore[attr-defined]
+    if committed[TP(topic, partition)] is None:
+        committed[TP(topic, partition)] = offset
+
+
+def acknowledge(event: Any) -> None:
+    """Acknowledge a stream event whose effects are all confirmed (see :func:`harden_faust`)."""
+    setattr(event, HANDLED, True)
+    event.ack()
+
+
+def release(app: faust.App, event: Any) -> None:
+    """Forget an event that will be read again (after a seek back) without acknowledging it, so a rebalance does not
+    wait for it forever (Faust's consumer waits for every tracked, unacknowledged message)."""
+    app.consumer._unacked_messages.discard(event.message)  # type: ignore[attr-defined]
+
+
+async def seek_back(app: faust.App, topic: str, partition: int, offset: int) -> None:
+    """Read ``topic[partition]`` again from ``offset``."""
+    from faust.types import TP
+
+    await app.consumer.seek(TP(topic, partition), offset)
+
+
 def build_app(settings: Settings) -> faust.App:
-    """The Faust app: at-least-once, RocksDB tables, our Kafka settings; no web server.
+    """The Faust app: at-least-once, RocksDB tables, our Kafka settings; no web server; acknowledgements only
+    from our agents (:func:`harden_faust`).
 
     Its consumer, producer and topic creation connect as every other client does: the same addresses, TLS and SASL
     settings (``broker_credentials`` from :meth:`connectors.kafka.KafkaConnection.faust_credentials`)."""
+    harden_faust()
     kafka = settings.kafka
     return faust.App(
         settings.worker.app_id,
