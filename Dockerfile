@@ -71,8 +71,9 @@ WORKDIR /var/lib/solicit
 # topics when lost, but a kept volume makes restarts fast. One volume per worker: RocksDB locks its directory.
 VOLUME ["/var/lib/solicit"]
 
-# No HEALTHCHECK: the worker runs Faust without its web server and the bridge serves no HTTP, so the only check
-# possible here would be "the process is alive", which the runtime already knows. A process that can no longer
-# work exits (1, or 75 after a failed delivery: Kafka redelivers) and the restart policy brings it back.
+# The worker serves its web API, /metrics and /healthz on 6066 (SOLICIT_WEB__PORT). No HEALTHCHECK in the image: the
+# same image runs the bridge, which serves no HTTP; compose and Kubernetes probe the workers' /healthz and /readyz.
+# A process that can no longer work exits (1, or 75 after a failed delivery: Kafka redelivers) and is restarted.
+EXPOSE 6066
 ENTRYPOINT ["solicit"]
 CMD ["worker"]

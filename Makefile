@@ -42,7 +42,12 @@ docs: $(STAMP) ## Regenerate docs/configuration.md from the settings and docs/sc
 	$(BIN)/python -m devstack.settings > docs/configuration.md
 	$(BIN)/python -m streams.schemas docs/schemas
 
+SCREENSHOT ?= docs/img/dashboard.png
+SCREENSHOT_TESTS ?= tests/e2e/test_dashboard.py
+screenshot: $(STAMP) ## Save the dashboard of a demo run to docs/img/dashboard.png (headless Chromium, real workers)
+	SOLICIT_SCREENSHOT=$(SCREENSHOT) $(BIN)/python -m pytest -m screenshot -p no:cacheprovider $(SCREENSHOT_TESTS) $(PYTEST_ARGS)
+
 clean: ## Remove build and test artefacts (keeps .venv and the Kafka jar cache)
 	rm -rf .pytest_cache .mypy_cache .ruff_cache .coverage htmlcov .hypothesis
 
-.PHONY: help install demo test chaos lint typecheck docs clean
+.PHONY: help install demo test chaos lint typecheck docs screenshot clean

@@ -7,6 +7,8 @@ No I/O, no asyncio, no Faust/Kafka/HTTP/AWS imports and no wall clock: time is a
 from statemachine.apply import Decision, Event, apply
 from statemachine.errors import InvalidNotification, InvalidTransition, OrderFlowError
 from statemachine.events import (
+    ManualAction,
+    ManualActionKind,
     OrderChanged,
     OrderEvent,
     SendCommand,
@@ -28,6 +30,8 @@ __all__ = [
     "Event",
     "InvalidNotification",
     "InvalidTransition",
+    "ManualAction",
+    "ManualActionKind",
     "MarketplacePolicy",
     "Notification",
     "OrderChanged",

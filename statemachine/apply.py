@@ -17,6 +17,8 @@ Guarantees (each has tests):
   is terminal: nothing is ever commanded from it.
 * **Amazon is the truth.** A "sent" answer is accepted even late, even from a terminal state, because the
   record must say what Amazon did.
+* **Manual controls are audited.** An operator's skip, send now or re-check of a known order yields exactly one
+  outcome event, a refusal too (``source == dest``, the record unchanged); send now never leaves Amazon's window.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from statemachine.events import (
+    ManualAction,
+    ManualActionKind,
     OrderChanged,
     SendCommand,
     SendResult,
@@ -50,6 +54,7 @@ from statemachine.policy import (
     within_send_hours,
 )
 from statemachine.record import OrderRecord, OrderState, Transition
+from statemachine.types import format_datetime
 
 S = OrderState
 _ACTIVE = frozenset({S.PENDING, S.SHIPPED, S.ELIGIBLE, S.WAITING})
@@ -74,7 +79,7 @@ class Decision:
     delete: bool = False
 
 
-Event = OrderChanged | TimerFired | SendStarted | SendResult
+Event = OrderChanged | TimerFired | SendStarted | SendResult | ManualAction
 
 
 def apply(record: OrderRecord | None, event: Event, now: datetime, policy: Policy = DEFAULT_POLICY) -> Decision:
@@ -90,6 +95,8 @@ def apply(record: OrderRecord | None, event: Event, now: datetime, policy: Polic
         step.timer_fired()
     elif isinstance(event, SendStarted):
         step.send_started()
+    elif isinstance(event, ManualAction):
+        step.manual(event)
     else:
         step.send_result(event)
     return step.decision()
@@ -130,6 +137,10 @@ class _Step:
             return record.due_at
         if record.state is S.ELIGIBLE:
             return record.lease_expires_at
+        if record.state is S.SKIPPED and record.history[-1].trigger == Trigger.MANUAL_SKIP.value:
+            # Kept, never purged: a purged record would be created again by a later notification (a preorder that
+            # ships months on) and solicited. Only a "sent" from Amazon moves it again (then retention applies).
+            return None
         # Terminal: look again when the retention is over, to purge the record. Every terminal state is
         # reached through a transition, so the history is never empty here.
         return record.history[-1].at + self.timing.retention
@@ -469,6 +480,84 @@ class _Step:
     def _not_enabled(self, result: SendResult) -> None:
         self._move(Trigger.SKIP, f"not solicited{_detail(result)}", result.request_id, lease_expires_at=None)
 
+    # --- manual controls --------------------------------------------------------------------------------
+
+    def manual(self, action: ManualAction) -> None:
+        """An operator's control. A known order gets exactly one outcome event, a refusal too; an unknown order gets
+        none and no record (the API answers 404 before it publishes)."""
+        if self.record is None:
+            return
+        _MANUAL_HANDLERS[action.action](self, action)
+
+    def _manual_skip(self, action: ManualAction) -> None:
+        record = self.record
+        assert record is not None
+        if record.terminal:
+            self._refuse(action, f"order is already {record.state.value}")
+            return
+        # An eligible order's command may be at the sender already: its "sent" still moves the order to sent.
+        in_flight = " (a send command was already out)" if record.state is S.ELIGIBLE else ""
+        self._move(Trigger.MANUAL_SKIP, f"skipped by {_by(action)}{in_flight}", due_at=None, lease_expires_at=None)
+
+    def _manual_send(self, action: ManualAction) -> None:
+        record = self.record
+        assert record is not None
+        refusal = _not_checkable(record)
+        if refusal is None:
+            assert record.window_start is not None and record.window_end is not None
+            if self.now < record.window_start:
+                refusal = f"window opens {format_datetime(record.window_start)}"
+            elif self.now >= record.window_end:
+                refusal = "window closed"
+        if refusal is not None:
+            self._refuse(action, refusal)
+            return
+        self._issue_command(Trigger.MANUAL_SEND, f"send now requested by {_by(action)}")
+
+    def _manual_recheck(self, action: ManualAction) -> None:
+        record = self.record
+        assert record is not None
+        refusal = _not_checkable(record)
+        if refusal is not None:
+            self._refuse(action, refusal)
+            return
+        self._move(Trigger.MANUAL_RECHECK, f"re-check requested by {_by(action)}", due_at=self.now)
+
+    def _refuse(self, action: ManualAction, why: str) -> None:
+        """Audit a refused action: an outcome event with ``source == dest``; the record stays as it was (a history
+        entry would also push back the purge of a terminal record)."""
+        record = self.record
+        assert record is not None
+        trigger, label = _MANUAL[action.action]
+        self.events.append(
+            StateChanged(
+                order_key=record.key,
+                seller_id=record.seller_id,
+                order_id=record.order_id,
+                source=record.state,
+                dest=record.state,
+                trigger=trigger.value,
+                reason=f"{label} refused: {why} (requested by {_by(action)})",
+                at=self.now,
+            )
+        )
+
+
+def _not_checkable(record: OrderRecord) -> str | None:
+    """Why send now / re-check cannot apply to ``record`` (None: it is shipped or waiting, so they can)."""
+    if record.state is S.PENDING:
+        return "not shipped yet"
+    if record.state is S.ELIGIBLE:
+        return "a send is already in flight"
+    if record.terminal:
+        return f"order is already {record.state.value}"
+    return None
+
+
+def _by(action: ManualAction) -> str:
+    """Who asked, and why when they said."""
+    return f"{action.actor}: {action.note}" if action.note else action.actor
+
 
 def _via(event: OrderChanged) -> str:
     """How a reason names the facts' source: nothing for Amazon's notifications, a marker for our reconciliation."""
@@ -490,6 +579,19 @@ _RESULT_HANDLERS: dict[SendResultKind, Callable[[_Step, SendResult], None]] = {
     SendResultKind.NOT_ENABLED: _Step._not_enabled,
 }
 """What a result of the current lease does; SENT (and NOT_AVAILABLE after an ambiguous create) never get here."""
+
+_MANUAL_HANDLERS: dict[ManualActionKind, Callable[[_Step, ManualAction], None]] = {
+    ManualActionKind.SKIP: _Step._manual_skip,
+    ManualActionKind.SEND_NOW: _Step._manual_send,
+    ManualActionKind.RECHECK: _Step._manual_recheck,
+}
+
+_MANUAL: dict[ManualActionKind, tuple[Trigger, str]] = {
+    ManualActionKind.SKIP: (Trigger.MANUAL_SKIP, "skip"),
+    ManualActionKind.SEND_NOW: (Trigger.MANUAL_SEND, "send now"),
+    ManualActionKind.RECHECK: (Trigger.MANUAL_RECHECK, "re-check"),
+}
+"""Each action's trigger (also on its refusals) and how a refusal's reason names it."""
 
 
 __all__ = ["Decision", "Event", "apply"]

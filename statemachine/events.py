@@ -182,7 +182,43 @@ class SendResult(_Model):
         return order_key(self.seller_id, self.order_id)
 
 
-OrderEvent = Annotated[OrderChanged | TimerFired | SendStarted | SendResult, Field(discriminator="kind")]
+class ManualActionKind(StrEnum):
+    """What an operator asked for one order."""
+
+    SKIP = "skip"
+    """Never solicit this order."""
+    SEND_NOW = "send_now"
+    """Check and send now, inside Amazon's window, whatever the seller's delay and send hours say."""
+    RECHECK = "recheck"
+    """Make the order due now: the timer looks at it at its next tick and the normal rules apply."""
+
+
+NoteText = Annotated[str, Field(max_length=500, pattern=r"^[^\x00-\x1f\x7f]*$")]
+"""Free text from an operator: bounded, and one line (no control characters), as it ends up in a log line."""
+ActorName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]*$")]
+"""Who acted (an operator or API token *name*, never a secret): short and printable."""
+
+
+class ManualAction(_Model):
+    """An operator's control for one order (skip, send now, re-check), from the API or the CLI.
+
+    Carries no NotificationId: it never touches the deduplication of notifications. Every one that reaches a known
+    order yields exactly one :class:`StateChanged` (the audit trail), a refusal too (``source == dest``)."""
+
+    kind: Literal["manual"] = "manual"
+    seller_id: Short
+    order_id: Short
+    action: ManualActionKind
+    actor: ActorName
+    note: NoteText = ""
+    requested_at: IsoDateTime
+
+    @property
+    def key(self) -> str:
+        return order_key(self.seller_id, self.order_id)
+
+
+OrderEvent = Annotated[OrderChanged | TimerFired | SendStarted | SendResult | ManualAction, Field(discriminator="kind")]
 """Every event the orders agent applies."""
 
 

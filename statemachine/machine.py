@@ -47,6 +47,12 @@ class Trigger(StrEnum):
     """Not sent on purpose: a dry run (would have sent), or a marketplace the seller has not enabled."""
     EXPIRE = "expire"
     """The window (or the wait for shipment) is over."""
+    MANUAL_SKIP = "manual_skip"
+    """An operator skipped the order: it is never solicited (a "sent" from Amazon still wins)."""
+    MANUAL_SEND = "manual_send"
+    """An operator asked to send now, inside the window: issue a send command under a new lease."""
+    MANUAL_RECHECK = "manual_recheck"
+    """An operator asked to re-check: the order is due now; the timer applies the normal rules."""
 
 
 ACTIVE = [S.PENDING, S.SHIPPED, S.ELIGIBLE, S.WAITING]
@@ -64,9 +70,15 @@ TRANSITIONS: tuple[tuple[Trigger, list[OrderState], OrderState], ...] = (
     (Trigger.FAIL, [S.ELIGIBLE], S.FAILED),
     (Trigger.SKIP, [S.ELIGIBLE], S.SKIPPED),
     (Trigger.EXPIRE, ACTIVE, S.EXPIRED),
+    (Trigger.MANUAL_SKIP, ACTIVE, S.SKIPPED),
+    (Trigger.MANUAL_SEND, [S.SHIPPED, S.WAITING], S.ELIGIBLE),
+    (Trigger.MANUAL_RECHECK, [S.SHIPPED], S.SHIPPED),
+    (Trigger.MANUAL_RECHECK, [S.WAITING], S.WAITING),
 )
 """(trigger, sources, destination). CONFIRM_SENT is accepted even from terminal states: a late "sent" from
-Amazon is a fact, and the record must say so; nothing is ever commanded from SENT."""
+Amazon is a fact, and the record must say so; nothing is ever commanded from SENT. A trigger that keeps the state
+(``manual_recheck``) has one row per state. A refused manual action is not a transition: ``apply`` publishes it
+with ``source == dest`` and leaves the record as it was."""
 
 _MACHINE = Machine(
     model=None,

@@ -21,11 +21,20 @@ import functools
 import logging
 from typing import Any, Protocol
 
-from connectors.kafka import group_offsets
+from connectors.kafka import TopicFollower, group_offsets
+from streams import rocks
+from streams.alert_feed import AlertPublisher
 from streams.app import Worker, acknowledge, anchor, release, seek_back
 from streams.delivery import ack_when_delivered, handle_with_retries, stop_worker
 from streams.dueindex import DueEntry, DueFiring, active_partitions, collect_due, index_key, rebuild_from_table
-from streams.orders import Handled, PendingWrite, partition_for
+from streams.orders import Handled, PendingWrite, partition_for, record_json
+from streams.stats import Contribution
+from streams.topics import ALERTS
+from streams.watch import observe_alert, refresh_gauges
+from streams.web.api import Api, register_api
+from streams.web.auth import Tokens, internal_token
+from streams.web.pages import register_dashboard
+from streams.web.peers import Peers
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +50,57 @@ def register(worker: Worker) -> None:
     _register_timers(worker)
     _register_hooks(worker)
     _register_reconciliation(worker)
+    if worker.settings.web.enabled:
+        _register_web(worker)
+
+
+def _register_web(w: Worker) -> None:
+    """The HTTP API (docs/web-api.md) on Faust's web server, the alerts and the metrics' gauges."""
+    web, watch = w.settings.web, w.watch
+    assert watch is not None
+    tokens = Tokens(web.tokens, internal=internal_token(w.settings.secret_key.get_secret_value().split(",")[0]))
+    api = Api(worker=w, tokens=tokens, peers=Peers(w.app, web.url(), web.peer_timeout))
+    api.extras.update(metrics=watch.metrics, alerts=watch.alerts)
+    register_api(api)
+    register_dashboard(api)
+    watch.metrics.set_scrape_hook(lambda metrics: refresh_gauges(w, metrics))
+    _register_alerts(w, api)
+
+
+def _register_alerts(w: Worker, api: Api) -> None:
+    """Every ``SOLICIT_ALERTS__EVALUATE_INTERVAL`` real seconds: evaluate the alerts of the sellers this worker's
+    sender owns (and of the worker itself) and publish what was raised or resolved (:mod:`streams.alerting`)."""
+    watch = w.watch
+    assert watch is not None
+    topic = ALERTS.named(w.settings.kafka.topic_prefix)
+    publisher = AlertPublisher(w.settings.kafka, topic)
+    follower = TopicFollower(w.settings.kafka, topic, lambda m: observe_alert(watch, m.value), client_id="alerts")
+
+    @w.app.task
+    async def follow_alerts() -> None:
+        await w.ready.wait()
+        await follower.start(within=60)
+        await publisher.start()
+
+    @w.app.timer(w.settings.alerts.evaluate_interval, name="evaluate_alerts")
+    async def evaluate_alerts() -> None:
+        if not w.ready.is_set() or not follower.running:
+            return
+        owned = w.feed.assigned()
+        partitions = w.settings.kafka.partitions
+        mine = lambda seller_id: partition_for(seller_id.encode(), partitions) in owned  # noqa: E731
+        events = watch.evaluate(w.clock.now(), await api.seller_signals(mine), mine)
+        try:
+            await publisher.publish(events)
+        except Exception as exc:  # the events stay queued; the next evaluation sends them first
+            log.warning(
+                "alerts could not be published (%s: %s); they go out with the next evaluation", type(exc).__name__, exc
+            )
+
+    @w.app.on_before_shutdown.connect  # type: ignore[arg-type]
+    async def stop_alerts(sender: Any, *args: Any, **kwargs: Any) -> None:
+        await follower.stop()
+        await publisher.stop()
 
 
 def _register_startup(w: Worker) -> None:
@@ -140,11 +200,30 @@ def _rebuild_one(w: Worker, active: list[int]) -> None:
             w.index.add(partition, index_key(record.next_due, record.key))
     w.scanner.forget([partition])
     w.indexed.add(partition)
+    if partition not in w.stats.counted():
+        _count(w, partition)
+
+
+def _count(w: Worker, partition: int) -> None:
+    """Rebuild ``partition``'s funnel counters from the orders table and the staged writes (:mod:`streams.stats`)."""
+    partitions = w.settings.kafka.partitions
+    home = [
+        Contribution.from_json(record_json(value))
+        for key, value in rocks.partition_items(w.orders_table, partition)
+        if not key.startswith(b"__faust") and partition_for(key, partitions) == partition
+    ]
+    staged = {record.key: record for record in w.processor.writes.staged(partition)}
+    found = [c for c in home if c is not None]
+    count = w.stats.rebuild(partition, found)
+    for record in staged.values():  # decided, not yet written: counted as written (the write follows)
+        w.stats.move(partition, w.processor.store.get(record.key, partition), record)
+    log.info("funnel counters of partition %d rebuilt from the orders table: %d order(s)", partition, count)
 
 
 def _register_hooks(w: Worker) -> None:
     app = w.app
     changelog = w.orders_table.changelog_topic.get_topic_name()
+
     inbound = {w.topics.changes.get_topic_name(), w.topics.events.get_topic_name()}
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]  # mode types the receiver too narrowly
@@ -152,6 +231,7 @@ def _register_hooks(w: Worker) -> None:
         moved = {tp.partition for tp in args[0] if tp.topic == changelog}
         w.scanner.forget(moved)
         w.indexed.difference_update(moved)
+        w.stats.drop(moved)
         w.guard.revoked((tp.topic, tp.partition) for tp in args[0] if tp.topic in inbound)
 
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]
@@ -159,6 +239,7 @@ def _register_hooks(w: Worker) -> None:
         moved = {tp.partition for tp in args[0] if tp.topic == changelog}
         w.scanner.forget(moved)
         w.indexed.difference_update(moved)  # rebuilt from the table once recovery is done
+        w.stats.drop(moved)
         sources = [(tp.topic, tp.partition) for tp in args[0] if tp.topic in inbound]
         try:
             w.guard.assigned(await group_offsets(w.settings.kafka, w.settings.worker.app_id, sources))

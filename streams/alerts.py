@@ -29,6 +29,27 @@ class AlertKind(StrEnum):
     """Nothing was sent for a seller for days although orders were eligible."""
     DEAD_LETTERS = "dead_letters"
     """The dead-letter rate spiked."""
+    CONFIGURATION = "configuration"
+    """The service cannot act for a seller: no app credentials, no secret key, an undecryptable token, or LWA
+    rejected the application's credentials."""
+
+
+class SellerProblem(StrEnum):
+    """Why the sender could not act for a seller (the deferrals that need a person), as the sender reports it to
+    its observers (:class:`streams.sender.SendObserver`)."""
+
+    AUTHORIZATION_REVOKED = "authorization_revoked"
+    """LWA answered invalid_grant for the seller's refresh token."""
+    ACCESS_DENIED = "access_denied"
+    """Amazon answered 403 Unauthorized/AccessDenied for the seller."""
+    APP_CREDENTIALS_REJECTED = "app_credentials_rejected"
+    """LWA rejected the application's client id or secret."""
+    NO_CREDENTIALS = "no_credentials"
+    """No LWA application is configured under the seller's app name."""
+    NO_SECRET_KEY = "no_secret_key"  # noqa: S105  (a problem name, not a secret)
+    """SOLICIT_SECRET_KEY is not set: refresh tokens cannot be decrypted."""
+    UNDECRYPTABLE_TOKEN = "undecryptable_token"  # noqa: S105
+    """The seller's refresh token cannot be decrypted with the configured keys."""
 
 
 class Alert(FrozenModel):

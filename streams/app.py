@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,13 +30,15 @@ from streams.command_feed import CommandFeed, OffsetTracker
 from streams.deadletters import DeadLetter
 from streams.delivery import OffsetGuard, stop_worker
 from streams.directory import SellerDirectory
-from streams.dueindex import DueFiring, DueScanner, LocalDueIndex
+from streams.dueindex import DueFiring, DueScanner, LocalDueIndex, active_partitions
 from streams.orders import Delivery, OrdersProcessor, TableStore
 from streams.outcomes import SendAttempt
 from streams.reconcile import DailyReconciliation, OrderChangesPublisher, OrdersClients, Reconciler
 from streams.sender import Sender
 from streams.settings import Settings
+from streams.stats import PartitionStats
 from streams.topics import DEAD_LETTERS, ORDER_CHANGES, ORDER_EVENTS, OUTCOMES, SELLERS, SEND_COMMANDS
+from streams.watch import Watch
 
 log = logging.getLogger(__name__)
 
@@ -53,12 +56,15 @@ class Topics:
     commands: TopicT
     outcomes: TopicT
     dead_letters: TopicT
+    on_dead_letter: Callable[[DeadLetter], None] = lambda letter: None
+    """Told about every dead letter sent (metrics, alerts)."""
 
     async def publish(self, topic: TopicT, key: str, value: bytes, partition: int | None = None) -> Delivery:
         """Send now (never attached to the current event); the delivery resolves once Kafka acknowledged it."""
         return await topic.send(key=key.encode(), value=value, partition=partition, force=True)
 
     async def dead_letter(self, letter: DeadLetter) -> Delivery:
+        self.on_dead_letter(letter)
         key = letter.key.encode() if letter.key is not None else None
         return await self.dead_letters.send(key=key, value=letter.to_json(), force=True)
 
@@ -70,13 +76,15 @@ class Topics:
 class TopicEmitter:
     """Where the orders agent's output goes; each send returns its delivery (the agent acks once all resolved)."""
 
-    def __init__(self, topics: Topics) -> None:
+    def __init__(self, topics: Topics, on_outcome: Callable[[StateChanged], None] = lambda change: None) -> None:
         self.topics = topics
+        self.on_outcome = on_outcome
 
     async def command(self, command: SendCommand) -> Delivery:
         return await self.topics.publish(self.topics.commands, command.seller_id, command.model_dump_json().encode())
 
     async def outcome(self, event: StateChanged) -> Delivery:
+        self.on_outcome(event)
         return await self.topics.publish(self.topics.outcomes, event.order_key, event.model_dump_json().encode())
 
     async def dead_letter(self, letter: DeadLetter) -> Delivery:
@@ -120,6 +128,8 @@ class SpApiClients:
 
     settings: Settings
     clock: Clock
+    watch: Watch | None = None
+    """Told about every HTTP attempt and failed token exchange (metrics, 429 counts)."""
     clients: dict[str, SolicitationsClient] = field(default_factory=dict)
 
     def __call__(self, app_name: str) -> SolicitationsClient | None:
@@ -135,6 +145,8 @@ class SpApiClients:
                 spapi_endpoint=spapi.endpoint,
                 lwa_endpoint=spapi.lwa_endpoint,
                 config=spapi,
+                observer=self.watch.observe_call if self.watch is not None else None,
+                lwa_observer=self.watch.observe_lwa_failure if self.watch is not None else None,
             )
         return client
 
@@ -169,6 +181,15 @@ class Worker:
     """Keeps the orders agent reading every offset in order (:class:`streams.delivery.OffsetGuard`)."""
     reconciliation: DailyReconciliation | None = None
     """The daily Orders API reconciliation of the sellers this worker's sender owns (``SOLICIT_RECONCILE__DAILY``)."""
+    stats: PartitionStats = field(default_factory=PartitionStats)
+    """The funnel counters of the active partitions (:mod:`streams.stats`), moved by the orders processor."""
+    watch: Watch | None = None
+    """Metrics, recent activity and alerts (:mod:`streams.watch`)."""
+
+    def active_partitions(self) -> list[int]:
+        """The partitions of the orders table this worker owns now (not its standbys)."""
+        changelog = self.orders_table.changelog_topic.get_topic_name()
+        return sorted(active_partitions(self.app.assignor.assigned_actives(), changelog))
 
 
 HANDLED = "solicit_handled"
@@ -282,7 +303,7 @@ async def seek_back(app: faust.App, topic: str, partition: int, offset: int) -> 
 
 
 def build_app(settings: Settings) -> faust.App:
-    """The Faust app: at-least-once, RocksDB tables, our Kafka settings; no web server; acknowledgements only
+    """The Faust app: at-least-once, RocksDB tables, our Kafka settings, our web API only; acknowledgements only
     from our agents (:func:`harden_faust`).
 
     Its consumer, producer and topic creation connect as every other client does: the same addresses, TLS and SASL
@@ -299,7 +320,7 @@ def build_app(settings: Settings) -> faust.App:
         topic_partitions=kafka.partitions,
         topic_replication_factor=kafka.replication_factor,
         table_standby_replicas=settings.worker.standby_replicas,
-        web_enabled=False,
+        **_web_options(settings),
         producer_acks=-1,
         broker_session_timeout=kafka.session_timeout,
         broker_heartbeat_interval=min(3.0, kafka.session_timeout / 3),
@@ -310,7 +331,27 @@ def build_app(settings: Settings) -> faust.App:
     )
 
 
-def build_topics(app: faust.App, settings: Settings) -> Topics:
+def _web_options(settings: Settings) -> dict[str, Any]:
+    """Faust's web server serves our API only (:mod:`streams.web.api`): its own table, router, graph and statistics
+    views are off (they would answer unauthenticated)."""
+    web = settings.web
+    return {
+        "web_enabled": web.enabled,
+        "web_bind": web.bind,
+        "web_port": web.port,
+        "web_host": web.advertised_host,
+        "canonical_url": web.url(),
+        "web_router_enabled": False,
+        "web_tables_enabled": False,
+        "web_graph_enabled": False,
+        "web_stats_enabled": False,
+        "web_metrics_enabled": False,
+    }
+
+
+def build_topics(
+    app: faust.App, settings: Settings, on_dead_letter: Callable[[DeadLetter], None] = lambda letter: None
+) -> Topics:
     prefix, partitions = settings.kafka.topic_prefix, settings.kafka.partitions
     changes_name, events_name = ORDER_CHANGES.named(prefix), ORDER_EVENTS.named(prefix)
     return Topics(
@@ -320,6 +361,7 @@ def build_topics(app: faust.App, settings: Settings) -> Topics:
         commands=app.topic(SEND_COMMANDS.named(prefix), partitions=partitions, **_RAW),
         outcomes=app.topic(OUTCOMES.named(prefix), partitions=partitions, **_RAW),
         dead_letters=app.topic(DEAD_LETTERS.named(prefix), partitions=partitions, **_RAW),
+        on_dead_letter=on_dead_letter,
     )
 
 
@@ -339,51 +381,33 @@ def build_table(app: faust.App, settings: Settings) -> TableT[bytes, bytes]:
 def build_worker(settings: Settings) -> Worker:
     """Create the Faust app and everything it runs (:func:`streams.agents.register` puts it to work)."""
     clock = settings.sim.clock()
+    watch = Watch(clock=clock, alert_settings=settings.alerts, worker_id=settings.worker.id)
     app = build_app(settings)
-    topics = build_topics(app, settings)
+    topics = build_topics(app, settings, watch.dead_letter)
     orders_table = build_table(app, settings)
     index = LocalDueIndex(settings.worker.state_dir() / "due-index")
     scanner = DueScanner(budget=settings.worker.timer_budget)
     directory = SellerDirectory(connection=settings.kafka, topic=SELLERS.named(settings.kafka.topic_prefix))
+    stats = PartitionStats()
     sink = TopicSink(topics)
-    clients = SpApiClients(settings, clock)
-    tracker = OffsetTracker()
-    sender = Sender(
-        sellers=directory,
-        client_for=clients,
-        cipher=_cipher(settings),
-        sink=sink,
-        clock=clock,
-        config=settings.sender,
-        commands_topic=topics.commands.get_topic_name(),
-        done=tracker.settled,
-    )
-    feed = CommandFeed(
-        connection=settings.kafka,
-        topic=topics.commands.get_topic_name(),
-        group_id=f"{settings.worker.app_id}-sender",
-        receive=lambda partition, offset, value: sender.receive(partition=partition, offset=offset, value=value),
-        revoked=sender.revoke,
-        tracker=tracker,
-    )
-
-    def policy_of(seller_id: str) -> SellerPolicy | None:
-        seller = directory.get(seller_id)
-        return seller.policy if seller is not None else None
-
+    clients = SpApiClients(settings, clock, watch)
+    sender, feed = build_sender(settings, clock, topics, directory, sink, clients, watch)
+    watch.metrics.known_sellers(directory.__contains__)
     processor = OrdersProcessor(
         store=TableStore(orders_table, index),
-        emitter=TopicEmitter(topics),
-        policies=policy_of,
+        emitter=TopicEmitter(topics, watch.outcome),
+        policies=_policies(directory),
         clock=clock,
         timing=settings.timing,
         partitions=settings.kafka.partitions,
         scanner=scanner,
         changes_topic=topics.changes.get_topic_name(),
         events_topic=topics.events.get_topic_name(),
+        stats=stats,
+        observe=watch.input,
     )
     directory.subscribe(lambda change: sender.seller_changed(change.seller_id))
-    worker = Worker(
+    return Worker(
         settings=settings,
         clock=clock,
         app=app,
@@ -398,8 +422,50 @@ def build_worker(settings: Settings) -> Worker:
         clients=clients,
         feed=feed,
         reconciliation=build_reconciliation(settings, clock, directory, feed),
+        stats=stats,
+        watch=watch,
     )
-    return worker
+
+
+def build_sender(
+    settings: Settings,
+    clock: Clock,
+    topics: Topics,
+    directory: SellerDirectory,
+    sink: TopicSink,
+    clients: SpApiClients,
+    watch: Watch,
+) -> tuple[Sender, CommandFeed]:
+    """The sender and the command feed that hands it ``send-commands`` (its own consumer group)."""
+    tracker = OffsetTracker()
+    sender = Sender(
+        sellers=directory,
+        client_for=clients,
+        cipher=_cipher(settings),
+        sink=sink,
+        clock=clock,
+        config=settings.sender,
+        commands_topic=topics.commands.get_topic_name(),
+        done=tracker.settled,
+        observers=[watch],
+    )
+    feed = CommandFeed(
+        connection=settings.kafka,
+        topic=topics.commands.get_topic_name(),
+        group_id=f"{settings.worker.app_id}-sender",
+        receive=lambda partition, offset, value: sender.receive(partition=partition, offset=offset, value=value),
+        revoked=sender.revoke,
+        tracker=tracker,
+    )
+    return sender, feed
+
+
+def _policies(directory: SellerDirectory) -> Callable[[str], SellerPolicy | None]:
+    def policy_of(seller_id: str) -> SellerPolicy | None:
+        seller = directory.get(seller_id)
+        return seller.policy if seller is not None else None
+
+    return policy_of
 
 
 def build_reconciliation(

@@ -37,6 +37,7 @@ from statemachine import (
     Decision,
     Event,
     InvalidNotification,
+    ManualAction,
     OrderChanged,
     OrderRecord,
     Policy,
@@ -53,14 +54,16 @@ from statemachine.parse import describe_validation_error
 from streams import rocks
 from streams.deadletters import DeadLetter
 from streams.dueindex import RECORD_V2, DueFiring, DueScanner, LocalDueIndex, due_ms, index_key, index_key_ms
+from streams.stats import PartitionStats
 from streams.topics import ORDER_CHANGES, ORDER_EVENTS
 
 log = logging.getLogger(__name__)
 
-ORDER_EVENT: TypeAdapter[DueFiring | SendStarted | SendResult] = TypeAdapter(
-    Annotated[DueFiring | SendStarted | SendResult, Field(discriminator="kind")]
+ORDER_EVENT: TypeAdapter[DueFiring | SendStarted | SendResult | ManualAction] = TypeAdapter(
+    Annotated[DueFiring | SendStarted | SendResult | ManualAction, Field(discriminator="kind")]
 )
-"""Values of ``order-events``: timer firings (with their index entry), sends about to start, send results."""
+"""Values of ``order-events``: timer firings (with their index entry), sends about to start, send results, manual
+actions (skip, send now, re-check: from the web API or ``solicit orders``)."""
 
 
 Delivery = Awaitable[Any]
@@ -108,7 +111,12 @@ def encode_record(record: OrderRecord) -> bytes:
 
 def decode_record(raw: bytes) -> OrderRecord:
     """A stored value (this format, or the plain JSON earlier versions wrote)."""
-    return OrderRecord.model_validate_json(raw[9:] if raw[:1] == RECORD_V2 else raw)
+    return OrderRecord.model_validate_json(record_json(raw))
+
+
+def record_json(raw: bytes) -> bytes:
+    """The JSON part of a stored value (readers that need a few fields parse only that)."""
+    return raw[9:] if raw[:1] == RECORD_V2 else raw
 
 
 class TableStore:
@@ -237,6 +245,8 @@ class OrdersProcessor:
         scanner: DueScanner | None = None,
         changes_topic: str = ORDER_CHANGES.name,
         events_topic: str = ORDER_EVENTS.name,
+        stats: PartitionStats | None = None,
+        observe: Callable[[str, str | None], None] = lambda kind, seller_id: None,
     ) -> None:
         self.changes_topic = changes_topic
         self.events_topic = events_topic
@@ -248,6 +258,9 @@ class OrdersProcessor:
         self.clock = clock
         self.timing = timing
         self.scanner = scanner
+        self.stats = stats
+        self.observe = observe
+        """Told each input's kind (``order_changed``, ..., ``rerouted``, ``dead_lettered``) and seller, if known."""
 
     async def handle(
         self, *, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None
@@ -259,13 +272,23 @@ class OrdersProcessor:
             event = self._decode(topic, raw)
         except InvalidNotification as exc:
             return Handled([await self._reject(topic, exc.reason, raw, key, source)])
+        self.observe(event.kind, event.seller_id)
         expected_key = event.key.encode()
         if key != expected_key and not (topic == self.changes_topic and isinstance(event, OrderChanged)):
             reason = f"record key {key!r} is not the order key {event.key!r}"
             return Handled([await self._reject(topic, reason, raw, key, source)])
         home = partition_for(expected_key, self.partitions)
         if key != expected_key or partition != home:
-            log.warning("re-routing %s record at %s/%s to %s[%d]", topic, partition, offset, event.key, home)
+            log.warning(
+                "re-routing %s record at %s/%s to %s[%d]",
+                topic,
+                partition,
+                offset,
+                event.key,
+                home,
+                extra={"seller_id": event.seller_id, "order_key": event.key},
+            )
+            self.observe("rerouted", event.seller_id)
             return Handled([await self.emitter.reroute(topic, home, expected_key, raw)])
         return await self._apply(event, partition, topic, raw, source)
 
@@ -282,7 +305,9 @@ class OrdersProcessor:
             raise InvalidNotification(f"not an order event: {describe_validation_error(exc)}") from None
 
     async def _reject(self, topic: str, reason: str, raw: bytes, key: bytes | None, source: dict[str, str]) -> Delivery:
-        log.warning("dead-lettering %s record at %s/%s: %s", topic, source["partition"], source["offset"], reason)
+        where = (topic, source["partition"], source["offset"])
+        log.warning("dead-lettering %s record at %s/%s: %s", *where, reason, extra={"reason": reason})
+        self.observe("dead_lettered", _seller_of(key))
         return await self.emitter.dead_letter(
             DeadLetter.build(
                 source=topic,
@@ -293,6 +318,10 @@ class OrdersProcessor:
                 metadata=source,
             )
         )
+
+    def preview(self, event: Event, partition: int) -> Decision:
+        """What the core would decide for ``event`` now, without doing any of it (the API's manual actions)."""
+        return self._decide(event, partition)[1]
 
     def _decide(self, event: Event, partition: int) -> tuple[OrderRecord | None, Decision]:
         """The pure part: the current record and what the core decides. Raises only for a bug or unreadable data."""
@@ -317,7 +346,20 @@ class OrdersProcessor:
             handled.outputs.append(await self.emitter.command(command))
         for changed in decision.events:
             handled.outputs.append(await self.emitter.outcome(changed))
-            log.info("%s: %s -> %s (%s)", changed.order_key, changed.source.value, changed.dest.value, changed.reason)
+            fields = {
+                "seller_id": changed.seller_id,
+                "order_key": changed.order_key,
+                "state": changed.dest.value,
+                "reason": changed.reason,
+            }
+            log.info(
+                "%s: %s -> %s (%s)",
+                changed.order_key,
+                changed.source.value,
+                changed.dest.value,
+                changed.reason,
+                extra=fields,
+            )
         return handled
 
     def _stage(
@@ -329,6 +371,8 @@ class OrdersProcessor:
         pending = None
         if decision.delete or (decision.changed and after is not None):
             pending = self.writes.stage(order_key, partition, after)
+        if pending is not None and self.stats is not None:
+            self.stats.move(partition, before, after)
         old_index, new_index = _index_of(before), _index_of(after)
         if new_index != old_index:
             if old_index is not None:
@@ -348,6 +392,14 @@ class OrdersProcessor:
 
 class RecordTooLarge(ValueError):
     """The record an event would produce is too large to store."""
+
+
+def _seller_of(key: bytes | None) -> str | None:
+    """The seller id of a record key ``<seller>/<order>``, if it is one."""
+    if not key:
+        return None
+    seller, slash, _order = key.decode("utf-8", "replace").partition("/")
+    return seller if slash and seller else None
 
 
 def _index_of(record: OrderRecord | None) -> bytes | None:

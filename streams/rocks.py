@@ -4,12 +4,15 @@
 Why: Faust's public table API picks the partition from the *current stream event*. The orders agent writes a record
 only once the outputs of its event are confirmed (:class:`streams.orders.StagedWrites`), from a callback where the
 current event is another one, or none. So reads and writes name their partition explicitly here. The due index
-reads whole partitions (:mod:`streams.dueindex`).
+reads whole partitions (:mod:`streams.dueindex`); the web API reads one seller's orders (:func:`scan_from`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any, Protocol
+
+from rocksdict import ReadOptions
 
 
 class RawDB(Protocol):
@@ -38,6 +41,13 @@ def partition_store(table: Any, partition: int) -> RawDB:
     return db
 
 
+def partition_items(table: Any, partition: int) -> Iterator[tuple[bytes, bytes]]:
+    """Every (key, value) of ``partition``'s open store; nothing when it is not open here."""
+    store = partition_stores(table).get(partition)
+    if store is not None:
+        yield from store.items()
+
+
 def get(table: Any, partition: int, key: bytes) -> bytes | None:
     return partition_store(table, partition).get(key)
 
@@ -50,3 +60,19 @@ def put(table: Any, partition: int, key: bytes, value: bytes) -> None:
 def delete(table: Any, partition: int, key: bytes) -> None:
     partition_store(table, partition).delete(key)
     table.data._key_index.pop(key, None)
+
+
+def scan_from(table: Any, partition: int, start: bytes, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+    """The (key, value) pairs of ``partition``'s open store with keys starting with ``prefix``, from ``start`` on, in
+    key order; nothing when the store is not open here."""
+    store = partition_stores(table).get(partition)
+    if store is None:
+        return
+    it = store.iter(ReadOptions())
+    it.seek(start)
+    while it.valid():
+        key = it.key()
+        if not key.startswith(prefix):
+            break
+        yield key, it.value()
+        it.next()

@@ -23,6 +23,10 @@ directly, so a 403 "not available" can be read as "already sent".
 * **Past its deadline**, a queued command is dropped without a call: quota goes to orders that can still make it.
 * **Earliest deadline first** across the seller's whole backlog.
 
+Every published :class:`SendResult` is also reported to every :class:`SendObserver` (metrics, the alert signals), with
+the :class:`~streams.alerts.SellerProblem` when the result is a deferral that needs a person. An observer that raises
+is logged and ignored: observing never changes what is sent.
+
 A command for an order already queued replaces it (the newer lease wins), so re-issued commands never pile up.
 Commands come with a *ticket* (their place in ``send-commands``); :attr:`Sender.done` is told when a ticket is
 settled, and the command feed (:mod:`streams.command_feed`) commits only offsets below every unsettled ticket: after
@@ -37,10 +41,10 @@ import contextlib
 import heapq
 import itertools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -61,6 +65,7 @@ from connectors.spapi import (
 )
 from statemachine import SendCommand, SendResult, SendResultKind, SendStarted
 from statemachine.parse import describe_validation_error
+from streams.alerts import SellerProblem
 from streams.deadletters import DeadLetter
 from streams.outcomes import SendAttempt
 from streams.registry import SellerRecord
@@ -87,6 +92,22 @@ class ResultSink(Protocol):
 
     async def dead_letter(self, letter: DeadLetter) -> None: ...
 
+
+class SendObserver(Protocol):
+    """Told about every published :class:`SendResult`; ``problem`` says which deferral needs a person, if any."""
+
+    def send_result(self, result: SendResult, problem: SellerProblem | None) -> None: ...
+
+
+class _Deferral(NamedTuple):
+    """A deferral that needs a person: the result to publish and the problem to report."""
+
+    result: SendResult
+    problem: SellerProblem
+
+
+_Served = tuple[SendResult, SellerProblem | None]
+"""The result of one command and, for a deferral that needs a person, its problem."""
 
 ClientFor = Callable[[str], SolicitationsClient | None]
 """LWA app name -> the client for that app, or None when the app has no credentials configured."""
@@ -156,6 +177,7 @@ class Sender:
         config: SenderConfig | None = None,
         commands_topic: str = SEND_COMMANDS.name,
         done: Done | None = None,
+        observers: Sequence[SendObserver] = (),
     ) -> None:
         self.commands_topic = commands_topic
         self.sellers = sellers
@@ -165,6 +187,7 @@ class Sender:
         self.clock = clock
         self.config = config or SenderConfig()
         self.done = done or (lambda _ticket: None)
+        self.observers = tuple(observers)
         self._lanes: dict[str, _Lane] = {}
         self._seq = itertools.count()
         self._closed = False
@@ -303,52 +326,57 @@ class Sender:
     async def _serve(self, queued: _Queued, seller: SellerRecord | None) -> None:
         command = queued.command
         started = self.clock.monotonic()
+        problem: SellerProblem | None = None
         try:
-            result = await self._carry_out(command, seller)
+            result, problem = await self._carry_out(command, seller)
         except asyncio.CancelledError:
             raise
         except Exception:  # never let one order kill the seller's lane
             log.exception("sending %s failed unexpectedly", command.key)
             result = _result(command, K.RETRYABLE_FAILURE, reason="internal error in the sender")
         await self._publish(command, result, started)
+        self._report(result, problem)
         self._settle(queued)
 
     # --- one command: each step answers with the command's SendResult -------------------------------------------
 
-    async def _carry_out(self, command: SendCommand, seller: SellerRecord | None) -> SendResult:
+    async def _carry_out(self, command: SendCommand, seller: SellerRecord | None) -> _Served:
         if seller is None:
             log.warning("no seller %s in the registry: deferring %s", command.seller_id, command.key)
             reason = f"seller {command.seller_id} is not in the registry"
-            return _result(command, K.DEFERRED, reason=reason, retry_after=self.config.unknown_seller_retry)
+            return _result(command, K.DEFERRED, reason=reason, retry_after=self.config.unknown_seller_retry), None
         marketplace_id = command.marketplace_id
         if marketplace_id not in seller.marketplace_ids or not seller.policy.enabled(marketplace_id):
             reason = f"marketplace {marketplace_id} is not enabled for seller {seller.seller_id}"
-            return _result(command, K.NOT_ENABLED, reason=reason)
+            return _result(command, K.NOT_ENABLED, reason=reason), None
         access = self._access(command, seller)
-        if isinstance(access, SendResult):
+        if isinstance(access, _Deferral):
             return access
         client, credentials = access
         try:
-            return await self._call_amazon(command, seller, client, credentials)
+            return await self._call_amazon(command, seller, client, credentials), None
         except SpApiError as exc:
             return self._failure(command, seller, exc)
 
     def _access(
         self, command: SendCommand, seller: SellerRecord
-    ) -> tuple[SolicitationsClient, SellerCredentials] | SendResult:
+    ) -> tuple[SolicitationsClient, SellerCredentials] | _Deferral:
         """The client and credentials for the seller, or the deferral that says why there are none."""
         client = self.client_for(seller.app)
         if client is None:
             log.error("no LWA credentials for app %r of seller %s", seller.app, seller.seller_id)
-            return self._attention(command, f"no LWA credentials configured for app {seller.app!r}")
+            reason = f"no LWA credentials configured for app {seller.app!r}"
+            return self._attention(command, reason, SellerProblem.NO_CREDENTIALS)
         if self.cipher is None:
             log.error("SOLICIT_SECRET_KEY is not set: cannot decrypt the token of seller %s", seller.seller_id)
-            return self._attention(command, "no secret key configured to decrypt the refresh token")
+            reason = "no secret key configured to decrypt the refresh token"
+            return self._attention(command, reason, SellerProblem.NO_SECRET_KEY)
         try:
             token = self.cipher.decrypt(seller.refresh_token_encrypted, seller_id=seller.seller_id)
         except SecretKeyError as exc:
             log.error("%s", exc)
-            return self._attention(command, "refresh token cannot be decrypted with the configured keys")
+            reason = "refresh token cannot be decrypted with the configured keys"
+            return self._attention(command, reason, SellerProblem.UNDECRYPTABLE_TOKEN)
         return client, SellerCredentials(seller_id=seller.seller_id, refresh_token=token)
 
     async def _call_amazon(
@@ -373,11 +401,11 @@ class Sender:
         )
         return _created(command, created)
 
-    def _failure(self, command: SendCommand, seller: SellerRecord, exc: SpApiError) -> SendResult:
+    def _failure(self, command: SendCommand, seller: SellerRecord, exc: SpApiError) -> _Served:
         """The result for a failed call, named for what the orders agent does next."""
         if isinstance(exc, RetryLater):
             retry_after = self._business(exc.retry_after)
-            return _result(
+            result = _result(
                 command,
                 K.RETRYABLE_FAILURE,
                 reason=str(exc),
@@ -385,22 +413,32 @@ class Sender:
                 retry_after=retry_after,
                 maybe_sent=exc.maybe_sent,
             )
+            return result, None
         if isinstance(exc, (AuthorizationRevoked, AccessDenied)):
-            log.error("seller %s needs attention: %s", seller.seller_id, exc)
-            return self._attention(command, str(exc), request_id=exc.request_id)
+            fields = {"seller_id": seller.seller_id, "order_key": command.key, "reason": str(exc)}
+            log.error("seller %s needs attention: %s", seller.seller_id, exc, extra=fields)
+            problem = (
+                SellerProblem.AUTHORIZATION_REVOKED
+                if isinstance(exc, AuthorizationRevoked)
+                else SellerProblem.ACCESS_DENIED
+            )
+            return self._attention(command, str(exc), problem, request_id=exc.request_id)
         if isinstance(exc, AppCredentialsRejected):
             log.critical("LWA rejected the credentials of app %r: %s", seller.app, exc)
-            return self._attention(command, str(exc))
+            return self._attention(command, str(exc), SellerProblem.APP_CREDENTIALS_REJECTED)
         if isinstance(exc, RejectedRequest):
             log.error("Amazon rejected the request for %s: %s", command.key, exc)
-            return _result(command, K.PERMANENT_FAILURE, reason=str(exc), request_id=exc.request_id)
+            return _result(command, K.PERMANENT_FAILURE, reason=str(exc), request_id=exc.request_id), None
         # A failure class added later: retry rather than lose the order.
-        return _result(command, K.RETRYABLE_FAILURE, reason=str(exc), request_id=exc.request_id)
+        return _result(command, K.RETRYABLE_FAILURE, reason=str(exc), request_id=exc.request_id), None
 
-    def _attention(self, command: SendCommand, reason: str, request_id: str | None = None) -> SendResult:
-        return _result(
+    def _attention(
+        self, command: SendCommand, reason: str, problem: SellerProblem, request_id: str | None = None
+    ) -> _Deferral:
+        result = _result(
             command, K.DEFERRED, reason=reason, request_id=request_id, retry_after=self.config.attention_retry
         )
+        return _Deferral(result, problem)
 
     def _business(self, real_seconds: float) -> timedelta:
         """A real-time wait (a rate-limit or backoff hint) as business time, for the core's schedule."""
@@ -408,6 +446,14 @@ class Sender:
         return timedelta(seconds=real_seconds / per_business_second)
 
     # --- publishing -----------------------------------------------------------------------------------------------
+
+    def _report(self, result: SendResult, problem: SellerProblem | None) -> None:
+        """Tell every observer about a published result; an observer that raises is logged and ignored."""
+        for observer in self.observers:
+            try:
+                observer.send_result(result, problem)
+            except Exception:
+                log.exception("send observer %r failed on the result for %s", observer, result.key)
 
     async def _publish(self, command: SendCommand, result: SendResult, started: float) -> None:
         """The result to the orders agent, the attempt to the outcomes topic, a rejected command to dead letters."""

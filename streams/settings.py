@@ -29,10 +29,12 @@ from connectors.clock import Simulation
 from connectors.kafka import KafkaConnection
 from connectors.spapi import DEFAULT_LWA_TOKEN_URL, ClientConfig
 from statemachine.policy import Timing
+from streams.alerting import AlertSettings
 from streams.bridge import BridgeConfig
 from streams.reconcile import ReconcileConfig
 from streams.registry import DEFAULT_APP
 from streams.sender import SenderConfig
+from streams.web.config import WebConfig
 
 ENV_PREFIX = "SOLICIT_"
 NESTED_DELIMITER = "__"
@@ -163,6 +165,10 @@ class Settings(BaseSettings):
     )
     bridge: BridgeConfig = Field(default_factory=BridgeConfig, description="The SQS -> Kafka bridge.")
     worker: WorkerSettings = Field(default_factory=WorkerSettings, description="The worker's Faust app.")
+    web: WebConfig = Field(default_factory=WebConfig, description="The web API, metrics and dashboard of workers.")
+    alerts: AlertSettings = Field(
+        default_factory=AlertSettings, description="When alerts are raised and resolved (docs/operations.md)."
+    )
     sim: Simulation = Field(default_factory=Simulation, description="Simulated business time (demo, tests).")
     secret_key: SecretStr = Field(
         default=SecretStr(""),
@@ -172,6 +178,10 @@ class Settings(BaseSettings):
         ),
     )
     log_level: LogLevel = Field(default="info", description="Log level of every command.")
+    log_format: Literal["plain", "json"] = Field(
+        default="plain",
+        description="Logs on stderr: `plain` text or `json` lines, the same fields either way (operations.md#logs).",
+    )
 
     @classmethod
     def settings_customise_sources(

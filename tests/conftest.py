@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-pytest_plugins: list[str] = ["tests.support.kafka", "tests.support.spapi", "tests.support.sqs"]
+pytest_plugins: list[str] = ["tests.support.kafka", "tests.support.spapi", "tests.support.sqs", "tests.browser"]
 
 
 @pytest.fixture(autouse=True)

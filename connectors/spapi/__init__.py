@@ -12,7 +12,8 @@ Modules, each owning one concern:
 * :mod:`.ratelimit` - token buckets per (seller, operation);
 * :mod:`.endpoints` - marketplace -> regional base URL, and the override;
 * :mod:`.responses` - the pure mapping from an HTTP response to a result or error;
-* :mod:`.credentials` - secrets as values that never print themselves.
+* :mod:`.credentials` - secrets as values that never print themselves;
+* :mod:`.observe` - what the client tells an observer (each HTTP attempt, each failed LWA exchange), for metrics.
 
 May import ``statemachine`` (the marketplace table) and ``connectors.clock``; never ``streams``.
 """
@@ -31,11 +32,13 @@ from .errors import (
     UnknownMarketplace,
 )
 from .notifications import NotificationsClient
+from .observe import LWA_FAILURE_REASONS, CallObserved, CallObserver, LwaFailure, LwaObserver
 from .orders import OPERATION_GET_ORDERS, AmazonOrder, OrdersClient, OrdersPage, OrdersQuery
 from .results import ActionsResult, CreateResult, NotAvailable, OutsideWindow, Sent
 
 __all__ = [
     "DEFAULT_LWA_TOKEN_URL",
+    "LWA_FAILURE_REASONS",
     "OPERATION_CREATE",
     "OPERATION_GET",
     "OPERATION_GET_ORDERS",
@@ -46,8 +49,12 @@ __all__ = [
     "AppCredentials",
     "AppCredentialsRejected",
     "AuthorizationRevoked",
+    "CallObserved",
+    "CallObserver",
     "ClientConfig",
     "CreateResult",
+    "LwaFailure",
+    "LwaObserver",
     "NotAvailable",
     "NotificationsClient",
     "OrdersClient",

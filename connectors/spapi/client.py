@@ -14,6 +14,10 @@ A 403 about access is retried once with a freshly exchanged token before it beco
 
 Time: deadlines and buckets use the injected clock's ``monotonic()`` and waits use the injected ``sleep``, so unit
 tests run the whole retry logic on a fake clock; the transport is injectable (``httpx.MockTransport``).
+
+Observing: the optional ``observer`` is told about every HTTP attempt (:class:`~connectors.spapi.observe.CallObserved`:
+operation, seller, status, seconds, throttled) and ``lwa_observer`` about every failed token exchange; both only
+watch (an observer that raises is logged and ignored).
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from .credentials import AppCredentials, SellerCredentials
 from .endpoints import DEFAULT_LWA_TOKEN_URL, base_url_for
 from .errors import AccessDenied, RetryLater
 from .lwa import AccessToken, LwaTokenCache
+from .observe import CallObserved, CallObserver, LwaObserver, notify
 from .ratelimit import RateLimiter, Sleep
 from .responses import Denied, Transient, classify_actions, classify_create
 from .results import ActionsResult, CreateResult, NotAvailable
@@ -122,8 +127,11 @@ class SolicitationsClient:
         transport: httpx.AsyncBaseTransport | None = None,
         rng: random.Random | None = None,
         sleep: Sleep = asyncio.sleep,
+        observer: CallObserver | None = None,
+        lwa_observer: LwaObserver | None = None,
     ) -> None:
         self._config = config or ClientConfig()
+        self._observer = observer
         self._clock = clock
         self._spapi_endpoint = spapi_endpoint or None
         self._rng = rng or random.Random()
@@ -153,6 +161,7 @@ class SolicitationsClient:
             monotonic=clock.monotonic,
             refresh_margin=self._config.token_refresh_margin,
             request_timeout=self._config.request_timeout,
+            observer=lwa_observer,
         )
 
     def __repr__(self) -> str:
@@ -275,6 +284,7 @@ class SolicitationsClient:
         remaining = deadline - self._clock.monotonic()
         if remaining <= 0:
             return Transient(status=None, request_id=None, reason="deadline reached while waiting for the rate limit")
+        sent_at = self._clock.monotonic()
         try:
             response = await self._http.request(
                 method,
@@ -285,15 +295,26 @@ class SolicitationsClient:
             )
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             # Nothing reached Amazon: safe to retry, never ambiguous.
+            self._observed(key, None, sent_at)
             return Transient(status=None, request_id=None, reason=f"not sent: {type(exc).__name__}")
         except (httpx.TimeoutException, httpx.TransportError) as exc:
             # The request may have been written and processed: ambiguous for a POST.
+            self._observed(key, None, sent_at)
             return Transient(status=None, request_id=None, reason=f"no answer: {type(exc).__name__}", maybe_sent=True)
+        self._observed(key, response.status_code, sent_at)
         self._limiter.observe_limit(key, response.headers.get("x-amzn-RateLimit-Limit"))
         outcome = classify(response)
         if isinstance(outcome, Transient) and outcome.throttled:
             self._limiter.throttled(key)
         return outcome
+
+    def _observed(self, key: tuple[str, str], status: int | None, sent_at: float) -> None:
+        """Tell the observer about one HTTP attempt of ``key`` = (seller, operation)."""
+        if self._observer is None:
+            return
+        seconds = max(0.0, self._clock.monotonic() - sent_at)
+        seller_id, operation = key
+        notify(self._observer, CallObserved(operation, seller_id, status, seconds, throttled=status == 429))
 
     def _give_up(
         self,

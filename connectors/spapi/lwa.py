@@ -16,6 +16,9 @@ seller must re-authorize; retrying cannot help, so it is never retried); ``inval
 our own request (``invalid_scope`` for a grantless token) are :class:`AppCredentialsRejected`; 429/5xx/timeouts are
 :class:`RetryLater` for the caller's retry loop.
 
+Observing: every exchange that gives no token is reported once (not once per waiter) to the optional ``observer`` as
+an :class:`~connectors.spapi.observe.LwaFailure` with a bounded reason (metrics count them per seller).
+
 Memory: tokens of sellers that stopped calling would stay forever, so every ``sweep_interval`` seconds a call
 first drops the tokens that have expired (an expired token is never handed out, so only memory changes).
 
@@ -37,6 +40,7 @@ from pydantic import SecretStr
 
 from .credentials import AppCredentials, SellerCredentials
 from .errors import AppCredentialsRejected, AuthorizationRevoked, RetryLater
+from .observe import LwaFailure, LwaObserver, lwa_failure_reason, notify
 
 __all__ = ["GRANTLESS_SCOPES", "SCOPE_NOTIFICATIONS", "AccessToken", "LwaTokenCache"]
 
@@ -97,8 +101,10 @@ class LwaTokenCache:
         refresh_margin: float = 300.0,
         request_timeout: float = 10.0,
         sweep_interval: float = 60.0,
+        observer: LwaObserver | None = None,
     ) -> None:
         self._http = http
+        self._observer = observer
         self._app = app
         self._token_url = token_url
         self._monotonic = monotonic
@@ -220,19 +226,27 @@ class LwaTokenCache:
                 timeout=self._request_timeout,
             )
         except httpx.TimeoutException:
+            self._failed(grant, "timeout")
             raise RetryLater(f"LWA token exchange for {grant.label} timed out", retry_after=1.0) from None
         except httpx.TransportError as exc:
+            self._failed(grant, "unreachable")
             raise RetryLater(f"LWA unreachable for {grant.label}: {type(exc).__name__}", retry_after=1.0) from None
         logger.debug("LWA token exchange %s status=%s", grant.label, response.status_code)
         body = _json_object(response)
         if response.status_code == 200:
             return self._parse_token(grant, body, sent_at)
+        self._failed(grant, lwa_failure_reason(response.status_code, _error_code(body)))
         raise _rejection(grant, response.status_code, body)
+
+    def _failed(self, grant: _Grant, reason: str) -> None:
+        seller_id = grant.seller.seller_id if grant.seller is not None else None
+        notify(self._observer, LwaFailure(seller_id=seller_id, reason=reason))
 
     def _parse_token(self, grant: _Grant, body: dict[str, Any] | None, sent_at: float) -> AccessToken:
         value = body.get("access_token") if body else None
         expires_in = body.get("expires_in") if body else None
         if not isinstance(value, str) or not value or not isinstance(expires_in, int | float) or expires_in <= 0:
+            self._failed(grant, "malformed_response")
             raise RetryLater(f"LWA returned a malformed token response for {grant.label}", retry_after=1.0)
         # Count the lifetime from when we *sent* the request: the token may have been issued any time after.
         margin = min(self._refresh_margin, expires_in / 2)
@@ -245,7 +259,7 @@ class LwaTokenCache:
 
 def _rejection(grant: _Grant, status: int, body: dict[str, Any] | None) -> Exception:
     """The error for a non-200 LWA answer (decided by the OAuth ``error`` code, not the status: §5)."""
-    error = str(body.get("error", "")) if body else ""
+    error = _error_code(body) or ""
     description = str(body.get("error_description", "")) if body else ""
     if error == "invalid_grant" and grant.seller is not None:
         seller_id = grant.seller.seller_id
@@ -262,6 +276,12 @@ def _rejection(grant: _Grant, status: int, body: dict[str, Any] | None) -> Excep
         error=error or None,
         status=status,
     )
+
+
+def _error_code(body: dict[str, Any] | None) -> str | None:
+    """The OAuth ``error`` of an LWA answer, if any."""
+    error = str(body.get("error", "")) if body else ""
+    return error or None
 
 
 def _json_object(response: httpx.Response) -> dict[str, Any] | None:

@@ -12,7 +12,7 @@ import json
 import signal
 import sys
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -158,6 +158,7 @@ async def _drive(
         stack.start_worker(str(index + 1))
     stack.start_bridge()
     _say(out, f"  {options.workers} worker(s) and the bridge are up ({time.monotonic() - started:.0f} s)")
+    _say(out, f"  dashboard {stack.web_url('1')}/dashboard (token {config.web_token}); API docs/web-api.md")
     await monitor.start()
     plan = run.feed()
     _say(
@@ -175,7 +176,7 @@ async def _drive(
         _say(out, f"not every order reached its expected state within {options.timeout:.0f} s")
     ledger = run.ledger()
     _say(out, "")
-    _say(out, _summary(plan, monitor.view, ledger))
+    _say(out, _summary(await _group_stats(stack, len(monitor.view.states)), monitor.view, ledger))
     problems = run.problems(monitor.view, ledger)
     for problem in problems:
         _say(out, f"PROBLEM: {problem}")
@@ -252,32 +253,53 @@ def _progress(view: RunView, now: Any, elapsed: float, total: int) -> str:
     )
 
 
-def _summary(plan: scenarios.Scenario, view: RunView, ledger: dict[str, Any]) -> str:
-    columns = ["sent", "skipped", "waiting", "expired", "canceled", "failed", "dead-lettered", "429s"]
-    rows: dict[str, Counter[str]] = defaultdict(Counter)
-    for planned in plan.orders:
-        state = view.states.get(planned.key)
-        rows[planned.seller_id][scenarios.category(state) if state else "waiting"] += 1
-    for letter in view.dead_letters:
-        rows[_dead_letter_seller(letter)]["dead-lettered"] += 1
-    for call in ledger["calls"]:
-        if call["status"] == 429 and call.get("seller_id"):
-            rows[call["seller_id"]]["429s"] += 1
-    sellers = [s["seller_id"] for s in plan.registry_file["sellers"]]
-    names = {s["seller_id"]: s["name"] for s in plan.registry_file["sellers"]}
-    listed = sellers + sorted(k for k in rows if k not in sellers)
+SUMMARY_COLUMNS: dict[str, tuple[str, ...]] = {
+    "sent": ("sent",),
+    "skipped": ("skipped",),
+    "waiting": ("pending", "shipped", "waiting", "eligible"),
+    "expired": ("expired",),
+    "canceled": ("canceled",),
+    "failed": ("failed",),
+    "dead-lettered": ("dead_lettered",),
+}
+
+
+async def _group_stats(stack: Stack, orders: int, within: float = 30) -> dict[str, Any]:
+    """The workers' ``GET /stats`` once it covers every order the outcomes topic knows (counters follow records)."""
+    deadline = time.monotonic() + within
+    while True:
+        stats: dict[str, Any] = (await asyncio.to_thread(stack.web, "GET", "/stats")).json()
+        complete = stats.get("complete") and stats["totals"]["funnel"]["received"] >= orders
+        if complete or time.monotonic() > deadline:
+            return stats
+        await asyncio.sleep(0.5)
+
+
+def _summary(stats: dict[str, Any], view: RunView, ledger: dict[str, Any]) -> str:
+    """The per-seller summary, from the workers' statistics (the same numbers as the API and the dashboard)."""
+    columns = [*SUMMARY_COLUMNS, "429s"]
     header = f"{'seller':<22} {'name':<16} " + " ".join(f"{c:>13}" for c in columns)
-    lines = ["per-seller summary", header, "-" * len(header)]
-    total: Counter[str] = Counter()
-    for seller in listed:
-        counts = rows[seller]
-        total.update(counts)
-        name = names.get(seller, "(not registered)" if seller != "(no seller)" else "(malformed)")
-        lines.append(f"{seller:<22} {name:<16} " + " ".join(f"{counts[c]:>13}" for c in columns))
+    lines = ["per-seller summary (GET /stats)", header, "-" * len(header)]
+    for seller in stats["sellers"]:
+        counts = [sum(seller["funnel"][s] for s in states) for states in SUMMARY_COLUMNS.values()]
+        counts.append(seller["throttled"]["1d"])
+        name = seller["name"] or "(not registered)"
+        lines.append(f"{seller['seller_id']:<22} {name:<16} " + " ".join(f"{n:>13}" for n in counts))
+    malformed = sum(1 for letter in view.dead_letters if _dead_letter_seller(letter) == "(no seller)")
+    if malformed:
+        lines.append(f"{'(no seller)':<22} {'(malformed)':<16} " + " ".join(
+            f"{malformed if c == 'dead-lettered' else 0:>13}" for c in columns
+        ))  # fmt: skip
+    totals = stats["totals"]
+    total = [sum(totals["funnel"][s] for s in states) for states in SUMMARY_COLUMNS.values()]
+    total[list(SUMMARY_COLUMNS).index("dead-lettered")] += malformed
+    total.append(totals["throttled"]["1d"])
     lines.append("-" * len(header))
-    lines.append(f"{'total':<22} {'':<16} " + " ".join(f"{total[c]:>13}" for c in columns))
+    lines.append(f"{'total':<22} {'':<16} " + " ".join(f"{n:>13}" for n in total))
+    coverage = totals["coverage"]["30d"]
     lines.append(
-        f"send attempts: {dict(view.attempts)}; solicitations in the sandbox ledger: {len(ledger['solicitations'])}"
+        f"coverage (30 days): {coverage['solicited']}/{coverage['eligible']}; send attempts: {dict(view.attempts)}; "
+        f"solicitations in the sandbox ledger: {len(ledger['solicitations'])}"
     )
     return "\n".join(lines)
 

@@ -12,7 +12,9 @@ worker's timers, the sandbox's windows and the scenario agree on "now" while wee
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -128,6 +130,8 @@ class StackConfig:
     sim_speed: float = 43200.0
     sim_anchor: float = field(default_factory=time.time)
     secret_key: str = field(default_factory=generate_key)
+    web_token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    """The bearer token of the workers' web API in this run (named ``demo``)."""
     extra_env: dict[str, str] = field(default_factory=dict)
     kafka_security: KafkaConnection | None = None
     """A secured cluster (TLS, SASL): every process and helper connects as this says, its bootstrap servers in
@@ -178,6 +182,9 @@ class StackConfig:
                 "SOLICIT_SIM__START": self.sim_start.isoformat(),
                 "SOLICIT_SIM__SPEED": str(self.sim_speed),
                 "SOLICIT_SIM__ANCHOR": repr(self.sim_anchor),
+                "SOLICIT_WEB__TOKENS": json.dumps({"demo": self.web_token}),
+                "SOLICIT_WEB__BIND": "127.0.0.1",
+                "SOLICIT_WEB__ADVERTISED_HOST": "127.0.0.1",
                 "PYTHONUNBUFFERED": "1",
             }
         )
@@ -214,6 +221,8 @@ class Stack:
         self.config = config
         self.children: list[ChildProcess] = []
         self.workers: dict[str, ChildProcess] = {}
+        self.web_ports: dict[str, int] = {}
+        """Each worker's web API port (kept across restarts of the same worker id)."""
 
     def _child(self, name: str, *args: str, env: Mapping[str, str] | None = None) -> ChildProcess:
         log = self.config.run_dir / "logs" / f"{name}.log"
@@ -250,12 +259,25 @@ class Stack:
         return child
 
     def start_worker(self, worker_id: str, *, wait: bool = True, log_level: str = "info") -> ChildProcess:
-        env = self.config.env(SOLICIT_WORKER__ID=worker_id, SOLICIT_LOG_LEVEL=log_level)
+        port = self.web_ports.get(worker_id)
+        if port is None or not port_is_free(port):
+            port = self.web_ports[worker_id] = find_free_ports(1)[0]
+        env = self.config.env(SOLICIT_WORKER__ID=worker_id, SOLICIT_LOG_LEVEL=log_level, SOLICIT_WEB__PORT=str(port))
         child = self._child(f"worker-{worker_id}-{len(self.children)}", "worker", env=env)
         self.workers[worker_id] = child
         if wait:
             child.wait_for_log("sellers registry loaded", timeout=90)
         return child
+
+    def web_url(self, worker_id: str) -> str:
+        """The web API of ``worker_id`` (the dashboard is at ``/dashboard``)."""
+        return f"http://127.0.0.1:{self.web_ports[worker_id]}"
+
+    def web(self, method: str, path: str, worker_id: str | None = None, **kwargs: Any) -> httpx.Response:
+        """Call a worker's web API with this run's token (any worker when ``worker_id`` is None)."""
+        worker = worker_id or next(iter(self.web_ports))
+        headers = {"Authorization": f"Bearer {self.config.web_token}"}
+        return httpx.request(method, f"{self.web_url(worker)}{path}", headers=headers, timeout=30, **kwargs)
 
     def sandbox(self, method: str, path: str, json: Any = None) -> Any:
         """Call the sandbox's admin API."""

@@ -11,7 +11,7 @@ from importlib.metadata import entry_points
 from streams import __version__
 from streams.cli.shell import EXIT_OK, run_guarded
 
-SERVICE_COMMANDS: tuple[str, ...] = ("worker", "bridge", "sellers")
+SERVICE_COMMANDS: tuple[str, ...] = ("worker", "bridge", "sellers", "orders")
 """The service's commands, in the order of ``solicit --help``; plugins (the lab) follow."""
 
 PLUGIN_GROUP = "solicit.commands"

@@ -2,7 +2,8 @@
 
 A thin shell over :mod:`streams.registry` (validation) and :mod:`streams.directory` (Kafka). The topic is the
 only store, so every action reads it first; ``pause``/``resume`` publish an updated copy of the current record
-(the last write wins: do not edit one seller from two terminals at once).
+(the last write wins: do not edit one seller from two terminals at once). ``list`` also reads the alerts topic and
+shows, per seller, ``ok`` or the kinds of its open alerts (``--attention``: only the sellers with one).
 
 ``import`` is all-or-nothing: the whole file is validated first, every problem is printed (one line each, naming
 the seller or entry and the field), and nothing is published unless the file is clean. Each refresh token is
@@ -31,6 +32,7 @@ from aiokafka.errors import KafkaError
 
 from connectors.crypto import SecretKeyError, TokenCipher, UndecryptableToken, generate_key
 from statemachine.marketplaces import marketplace
+from streams.alert_feed import DEFAULT_READ_TIMEOUT_S, AlertsTopicMissing, read_alerts
 from streams.cli import backfill
 from streams.cli.shell import (
     EXIT_OK,
@@ -53,7 +55,7 @@ from streams.registry import (
 )
 from streams.settings import Settings
 from streams.topic_admin import ensure_topics
-from streams.topics import SELLERS
+from streams.topics import ALERTS, SELLERS
 
 Action = Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]
 
@@ -92,8 +94,19 @@ def register(subparsers: Any) -> None:
     )
     imports.set_defaults(run=_guarded(_import))
 
-    listing = actions.add_parser("list", parents=[common], help="show every seller (never a token)")
+    listing = actions.add_parser(
+        "list",
+        parents=[common],
+        help="show every seller and whether it needs attention (never a token)",
+        description=(
+            "Show every seller. ATTENTION is `ok`, or the kinds of the seller's open alerts (read from the alerts "
+            "topic; docs/operations.md, Alerts)."
+        ),
+    )
     listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    listing.add_argument("--attention", action="store_true", help="only the sellers with open alerts")
+    # Hidden: tests point the attention state at another alerts topic. Default: the prefix + solicit.alerts.v1.
+    listing.add_argument("--alerts-topic", default=None, help=argparse.SUPPRESS)
     listing.set_defaults(run=_guarded(_list))
 
     for name, help_text, action in (
@@ -164,16 +177,43 @@ async def _import(args: argparse.Namespace, settings: Settings) -> int:
 
 async def _list(args: argparse.Namespace, settings: Settings) -> int:
     sellers = await load_registry(settings.kafka, topic=args.topic)
+    attention = await _attention(settings, args.alerts_topic or ALERTS.named(settings.kafka.topic_prefix))
     records = [sellers[seller_id] for seller_id in sorted(sellers)]
+    if args.attention:
+        records = [record for record in records if attention.get(record.seller_id)]
     if args.json:
         hidden = {"refresh_token_encrypted", "schema_version"}
-        print(json.dumps([record.model_dump(mode="json", exclude=hidden) for record in records], indent=2))
+        print(
+            json.dumps(
+                [
+                    record.model_dump(mode="json", exclude=hidden) | {"attention": attention.get(record.seller_id, [])}
+                    for record in records
+                ],
+                indent=2,
+            )
+        )
         return EXIT_OK
     if not records:
-        print(f"No sellers in {args.topic}.")
+        print(f"No sellers need attention in {args.topic}." if args.attention else f"No sellers in {args.topic}.")
         return EXIT_OK
-    print(_table(records))
+    print(_table(records, attention))
     return EXIT_OK
+
+
+async def _attention(settings: Settings, topic: str) -> dict[str, list[str]]:
+    """The kinds of each seller's open alerts (sorted), from the alerts topic."""
+    try:
+        alerts = await read_alerts(settings.kafka, topic)
+    except AlertsTopicMissing:
+        _note(f"topic {topic} does not exist yet (no alert was ever raised there): every seller shows ok")
+        return {}
+    except TimeoutError:
+        raise CommandError(f"reading {topic} did not reach its end within {DEFAULT_READ_TIMEOUT_S:g} s") from None
+    kinds: dict[str, set[str]] = {}
+    for alert in alerts.values():
+        if alert.status == "raised" and alert.seller_id is not None:
+            kinds.setdefault(alert.seller_id, set()).add(alert.kind.value)
+    return {seller_id: sorted(found) for seller_id, found in kinds.items()}
 
 
 async def _pause(args: argparse.Namespace, settings: Settings) -> int:
@@ -249,11 +289,23 @@ async def _existing(args: argparse.Namespace, settings: Settings) -> SellerRecor
     return record
 
 
-_COLUMNS = ("ID", "NAME", "GROUP", "REGION", "MARKETPLACES", "APP", "PAUSED", "DRY-RUN", "DELAY DAYS", "SEND HOURS")
+_COLUMNS = (
+    "ID",
+    "NAME",
+    "GROUP",
+    "REGION",
+    "MARKETPLACES",
+    "APP",
+    "PAUSED",
+    "DRY-RUN",
+    "DELAY DAYS",
+    "SEND HOURS",
+    "ATTENTION",
+)
 
 
-def _table(records: list[SellerRecord]) -> str:
-    rows = [_COLUMNS, *(_row(record) for record in records)]
+def _table(records: list[SellerRecord], attention: dict[str, list[str]]) -> str:
+    rows = [_COLUMNS, *((*_row(record), ",".join(attention.get(record.seller_id, [])) or "ok") for record in records)]
     widths = [max(len(row[column]) for row in rows) for column in range(len(_COLUMNS))]
     return "\n".join(
         "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows

@@ -4,13 +4,15 @@
   configuration (a bad flag, a bad setting, an invalid import file); 130 interrupted.
 * **Settings**: :func:`load_settings` builds the process's one settings object. A bad value is reported as one line
   per problem naming the *variable* and what is wrong with it, never the value (it may be a secret).
-* **Logging** is configured once, by :func:`load_settings`, from ``SOLICIT_LOG_LEVEL``.
+* **Logging** is configured once, by :func:`load_settings`, from ``SOLICIT_LOG_LEVEL`` and ``SOLICIT_LOG_FORMAT``
+  (plain text or JSON lines, :mod:`streams.logs`).
 * **Kafka**: :func:`require_kafka` is the first thing every command that needs Kafka does: a broker that cannot be
   reached, or refuses our TLS or SASL credentials, is one line and exit 2 (the connection settings are configuration),
   within seconds, instead of a client retrying in the background.
 * **Errors**: :func:`run_guarded` turns an expected failure (:class:`CommandError`, :class:`ConfigurationError`) into
   one line on stderr and its exit code, and anything else into one line naming the exception's type; tracebacks
-  only with ``solicit --debug``.
+  only with ``solicit --debug``. A process that logs JSON writes that line as a JSON log line (ERROR), so that a
+  log shipper reads a command's last words too.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import os
 import sys
 from collections.abc import Callable
@@ -28,14 +29,13 @@ from pydantic import BaseModel, ValidationError
 from pydantic_settings import SettingsError
 
 from connectors.kafka import KafkaConnection, KafkaUnusable, check_connection
+from streams.logs import configure_logging, report_json
 from streams.settings import ENV_PREFIX, NESTED_DELIMITER, Settings, variable_of
 
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
-
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 S = TypeVar("S", bound=BaseModel)
 
@@ -91,7 +91,7 @@ def load_settings(settings_cls: type[BaseModel] = Settings, **overrides: object)
     except SettingsError as exc:
         # pydantic-settings could not decode a JSON variable; its message names the field, not the value.
         raise ConfigurationError([_settings_error_line(exc)]) from None
-    configure_logging(getattr(settings, "log_level", "info"))
+    configure_logging(getattr(settings, "log_level", "info"), getattr(settings, "log_format", "plain"))
     return settings
 
 
@@ -107,15 +107,6 @@ def _settings_error_line(exc: SettingsError) -> str:
             except ValueError:
                 return f"{name.upper()}: not valid JSON"
     return f"{prefix} (or one of {prefix}{NESTED_DELIMITER}*): a value that must be JSON is not valid JSON"
-
-
-def configure_logging(level: str) -> None:
-    """Log to stderr at ``level``, one format for every command. A process that configured logging already (a host
-    application, pytest) keeps its own configuration."""
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=level.upper(), format=LOG_FORMAT, stream=sys.stderr)
-    logging.getLogger("transitions").setLevel(logging.WARNING)  # it logs every callback at INFO
-    logging.getLogger("aiokafka.helpers").setLevel(logging.WARNING)  # "Loading SSL CA from ..." per client made
 
 
 def require_kafka(connection: KafkaConnection) -> None:
@@ -145,25 +136,29 @@ def run_guarded(name: str, run: Callable[[argparse.Namespace], int | None], args
         return int(run(args) or 0)
     except ConfigurationError as exc:
         for line in exc.lines:
-            print(f"{name}: configuration error: {line}", file=sys.stderr)
+            _fail(name, f"configuration error: {line}")
         return exc.code
     except CommandError as exc:
         if debug:
             raise
-        print(f"{name}: error: {exc}", file=sys.stderr)
+        _fail(name, f"error: {exc}")
         return exc.code
     except KeyboardInterrupt:
-        print(f"{name}: interrupted", file=sys.stderr)
+        _fail(name, "interrupted")
         return EXIT_INTERRUPTED
     except ValidationError as exc:  # a model built from input we were given, not settings: no values either
         if debug:
             raise
-        print(f"{name}: error: invalid {exc.title}: {describe_problems(exc)}", file=sys.stderr)
+        _fail(name, f"error: invalid {exc.title}: {describe_problems(exc)}")
         return EXIT_USAGE
     except Exception as exc:
         if debug:
             raise
-        print(
-            f"{name}: error: {type(exc).__name__}: {exc} (run with solicit --debug for the traceback)", file=sys.stderr
-        )
+        _fail(name, f"error: {type(exc).__name__}: {exc} (run with solicit --debug for the traceback)")
         return EXIT_ERROR
+
+
+def _fail(name: str, text: str) -> None:
+    """``<name>: <text>`` on stderr; a JSON log line of the logger ``<name>`` (dotted) when the process logs JSON."""
+    if not report_json(name.replace(" ", "."), text):
+        print(f"{name}: {text}", file=sys.stderr)

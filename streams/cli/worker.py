@@ -6,6 +6,11 @@ state on two partitions, so it refuses to start and says which topic is off. It 
 line) when it could not send for its sellers: no usable ``SOLICIT_SECRET_KEY``, or no LWA credentials for an app its
 sellers use. Start as many workers as you like (each
 with its own ``SOLICIT_WORKER__ID``): Kafka splits the partitions between them.
+
+Faust's worker would set up logging again when it starts (mode's ``setup_logging``: its own colored format on
+stdout, ``SOLICIT_LOG_FORMAT`` lost) and, at level WARNING or above, add its progress spinner's handler and put the
+root logger at DEBUG, so that every library builds DEBUG records for nothing. :func:`faust_worker` keeps the logging
+``load_settings`` configured (:mod:`streams.logs`) and has no spinner.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from connectors.crypto import SecretKeyError, TokenCipher
 from streams.cli.shell import EXIT_OK, CommandError, ConfigurationError, load_settings, require_kafka
@@ -22,6 +27,9 @@ from streams.registry import SellerRecord, SellersTopicMissing
 from streams.settings import Settings
 from streams.topic_admin import ensure_topics, partition_problem
 from streams.topics import SELLERS
+
+if TYPE_CHECKING:
+    import faust
 
 
 def register(subparsers: Any) -> None:
@@ -102,14 +110,23 @@ def run(args: argparse.Namespace) -> int:
     if credentials is not None:
         raise ConfigurationError([credentials])
 
-    import faust
-
     from streams import agents
     from streams.app import build_worker
 
     settings.worker.state_dir().mkdir(parents=True, exist_ok=True)
     worker_app = build_worker(settings)
     agents.register(worker_app)
-    worker = faust.Worker(worker_app.app, loglevel=settings.log_level, quiet=True)
+    worker = faust_worker(worker_app.app, settings.log_level)
     worker.execute_from_commandline()  # runs until SIGTERM/SIGINT, then exits the process
     return EXIT_OK
+
+
+def faust_worker(app: faust.App, log_level: str) -> faust.Worker:
+    """Faust's worker for ``app``, logging through what :func:`load_settings` configured: Faust neither replaces
+    the handlers (``override_logging=False``) nor redirects stdout, prints no banner (``quiet``), and has no spinner
+    (its handler would lower the root logger to DEBUG at level WARNING and above)."""
+    import faust
+
+    worker = faust.Worker(app, loglevel=log_level, quiet=True, override_logging=False)
+    worker.spinner = None
+    return worker

@@ -3,7 +3,9 @@
 Each test runs the demo scenario (six sellers: regular, paused, dry-run, send hours, revoked; an unregistered
 seller; MFN and FBA orders; shipped, canceled, closed and future windows; duplicates; out-of-order updates;
 malformed bodies) on simulated time and checks the sandbox's ledger: a solicitation exactly once for every order
-whose window opened, none for any other. Workers are stopped, restarted and killed mid-run.
+whose window opened, none for any other. Workers are stopped, restarted and killed mid-run. The first run also reads
+back every record of every topic and validates it against its published JSON Schema (docs/schemas), and runs its
+worker and bridge with ``SOLICIT_LOG_FORMAT=json``: every line they write must be a JSON log line.
 """
 
 from __future__ import annotations
@@ -19,11 +21,16 @@ from devstack.demo.monitor import OutcomeMonitor
 from devstack.demo.run import DEMO_TIMING_ENV, DemoRun, _create_queue
 from devstack.demo.stack import ChildProcess, Stack, StackConfig, moto_sqs
 from devstack.local_kafka import find_free_ports
+from streams import topics
+from streams.topics import ALERTS, ALL_TOPICS, DEAD_LETTERS
+from tests.e2e.records import json_log_problems, read_topic, schema_problems
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.timeout(600)]
 
 SELLERS = 6
 E2E_ENV = {**DEMO_TIMING_ENV, "SOLICIT_KAFKA__SESSION_TIMEOUT": "10"}
+MAY_BE_EMPTY = {DEAD_LETTERS.name, ALERTS.name}
+"""Topics a run may leave empty; every other topic must have had at least one record validated."""
 
 
 @pytest.fixture
@@ -63,8 +70,9 @@ async def settle(demo: DemoRun, monitor: OutcomeMonitor, within: float = 180) ->
 
 async def test_sqs_to_solicitation_exactly_once_for_every_open_window(run: tuple[DemoRun, OutcomeMonitor]) -> None:
     demo, monitor = run
-    demo.stack.start_worker("a")
-    demo.stack.start_bridge()
+    demo.stack.config.extra_env["SOLICIT_LOG_FORMAT"] = "json"  # the processes started from here on
+    worker = demo.stack.start_worker("a")
+    bridge = demo.stack.start_bridge()
     await monitor.start()
     started = time.monotonic()
     plan = demo.feed()
@@ -93,6 +101,43 @@ async def test_sqs_to_solicitation_exactly_once_for_every_open_window(run: tuple
     unregistered = [k for k in monitor.view.states if k.startswith("AUNREGISTERED")]
     assert len(unregistered) == 2
     assert all("is not in the registry" in monitor.view.reasons[k] for k in unregistered)
+
+    await assert_every_record_matches_its_schema(demo)
+    worker.stop()
+    bridge.stop()
+    assert_json_logs_without_tokens(demo, [worker, bridge])
+
+
+async def assert_every_record_matches_its_schema(demo: DemoRun) -> None:
+    """Every value of every topic of the run validates against docs/schemas; the registry holds no plaintext token."""
+    config = demo.config
+    validated: dict[str, int] = {}
+    problems: list[str] = []
+    for spec in ALL_TOPICS:
+        records = await read_topic(config.connection(), spec.named(config.topic_prefix))
+        assert records is not None or spec.name in MAY_BE_EMPTY, f"the run has no topic {spec.name}"
+        validated[spec.name], found = schema_problems(spec, records or [])
+        problems.extend(found)
+        if spec is topics.SELLERS:
+            tokens = [entry["refresh_token"].encode() for entry in demo.plan.registry_file["sellers"]]
+            plaintext = [r.offset for r in records or [] if r.value and any(t in r.value for t in tokens)]
+            assert plaintext == [], f"sellers records at offsets {plaintext} hold a plaintext refresh token"
+            assert not any(b"Atzr|" in r.value for r in records or [] if r.value)
+    print(f"[e2e] records validated against their schemas: {validated}")
+    assert problems == [], f"{len(problems)} record(s) do not match their schema:\n" + "\n".join(problems[:20])
+    assert {name for name, count in validated.items() if count == 0} <= MAY_BE_EMPTY, validated
+
+
+def assert_json_logs_without_tokens(demo: DemoRun, children: list[ChildProcess]) -> None:
+    """With SOLICIT_LOG_FORMAT=json every line a process wrote (Faust's worker included) is a JSON log line."""
+    tokens = [entry["refresh_token"] for entry in demo.plan.registry_file["sellers"]]
+    for child in children:
+        text = child.log_path.read_text(errors="replace")
+        lines, problems = json_log_problems(text)
+        assert problems == [], f"{child.name}: " + "\n".join(problems[:10])
+        assert lines > 0, f"{child.name} logged nothing"
+        assert not any(token in text for token in tokens), f"{child.name} logged a refresh token"
+    assert transitions(children[0]) > 0  # the worker's state changes, as JSON lines
 
 
 async def test_two_workers_split_the_partitions_and_survive_a_restart(run: tuple[DemoRun, OutcomeMonitor]) -> None:

@@ -157,7 +157,8 @@ async def test_import_list_pause_resume_remove(
     assert table.returncode == 0, table.stderr
     lines = table.stdout.splitlines()
     assert lines[0].split() == [
-        "ID", "NAME", "GROUP", "REGION", "MARKETPLACES", "APP", "PAUSED", "DRY-RUN", "DELAY", "DAYS", "SEND", "HOURS"
+        "ID", "NAME", "GROUP", "REGION", "MARKETPLACES", "APP", "PAUSED", "DRY-RUN", "DELAY", "DAYS", "SEND", "HOURS",
+        "ATTENTION",
     ]  # fmt: skip
     assert lines[1].split() == [
         "A2ACME",
@@ -172,8 +173,9 @@ async def test_import_list_pause_resume_remove(
         "no",
         "5",
         "any",
+        "ok",
     ]
-    assert lines[2].split() == ["A3KUMO", "Kumo", "EU", "-", "EU", "DE", "eu-app", "no", "yes", "7", "09-20"]
+    assert lines[2].split() == ["A3KUMO", "Kumo", "EU", "-", "EU", "DE", "eu-app", "no", "yes", "7", "09-20", "ok"]
     assert_no_secret(table, tokens)
 
     as_json = await solicit(*run, "list", "--json", "--topic", sellers_topic)

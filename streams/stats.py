@@ -1,0 +1,325 @@
+"""The funnel per seller and marketplace, kept as counters the orders agent moves with every record it writes.
+
+Each worker counts the records of the partitions it owns: an order's *contribution* (its state, the day its window
+opened, the hour its window closes while unsent) is taken out of the counters when its record changes and the new
+one's put in (:meth:`PartitionStats.move`). Like the due index, the counters are derived: they are rebuilt from the
+orders table when a partition is assigned (:meth:`PartitionStats.rebuild`), so a crash never leaves them wrong, and
+answering ``/stats`` never scans orders. Workers exchange :meth:`PartitionStats.snapshot` s and sum them
+(:func:`merge`), so any worker answers for the whole group.
+
+Definitions (business time):
+
+* **funnel**: orders by current state; ``received`` is every order known.
+* **coverage** over N days: of the orders whose window opened in the last N days and that could be solicited (not
+  pending, canceled or skipped), how many are sent now.
+* **closing**: unsent orders (shipped, waiting, eligible) whose window closes within the next 48 hours.
+
+Sends, 429s and dead letters are not order state: :class:`RecentActivity` counts them per seller in this process
+(per minute, for the last day), and they are summed across workers the same way.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict, deque
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from statemachine import OrderRecord, OrderState
+
+FUNNEL_STATES: tuple[str, ...] = tuple(state.value for state in OrderState if state is not OrderState.NEW)
+UNSENT_OPEN = frozenset({OrderState.SHIPPED.value, OrderState.WAITING.value, OrderState.ELIGIBLE.value})
+SCHEDULED = frozenset({OrderState.SHIPPED.value, OrderState.WAITING.value})
+NOT_SOLICITABLE = frozenset({OrderState.PENDING.value, OrderState.CANCELED.value, OrderState.SKIPPED.value})
+COVERAGE_DAYS: tuple[int, ...] = (1, 7, 30)
+CLOSING_HOURS = 48
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+DAY = 86_400
+HOUR = 3_600
+
+
+@dataclass(frozen=True)
+class Contribution:
+    """What one order record adds to the counters."""
+
+    seller_id: str
+    marketplace_id: str
+    state: str
+    opened_day: int | None
+    """Epoch day its window opened, when it could be solicited."""
+    closing_hour: int | None
+    """Epoch hour its window closes, while it is unsent and open."""
+    due_day: int | None = None
+    """Epoch day of its next check (shipped or waiting): the forecast."""
+
+    @classmethod
+    def of(cls, record: OrderRecord) -> Contribution:
+        return cls.parts(
+            record.seller_id,
+            record.marketplace_id,
+            record.state.value,
+            record.window_start,
+            record.window_end,
+            record.next_due,
+        )
+
+    @classmethod
+    def from_json(cls, value: bytes) -> Contribution | None:
+        """From a stored record's JSON without validating the whole record (the rebuild reads every record)."""
+        try:
+            data = json.loads(value)
+            return cls.parts(
+                data["seller_id"],
+                data["marketplace_id"],
+                data["state"],
+                _time(data.get("window_start")),
+                _time(data.get("window_end")),
+                _time(data.get("next_due")),
+            )
+        except (ValueError, KeyError, TypeError):
+            return None
+
+    @classmethod
+    def parts(
+        cls,
+        seller_id: str,
+        marketplace_id: str,
+        state: str,
+        start: datetime | None,
+        end: datetime | None,
+        next_due: datetime | None = None,
+    ) -> Contribution:
+        opened = int(start.timestamp()) // DAY if start is not None and state not in NOT_SOLICITABLE else None
+        closing = int(end.timestamp()) // HOUR if end is not None and state in UNSENT_OPEN else None
+        due = int(next_due.timestamp()) // DAY if next_due is not None and state in SCHEDULED else None
+        return cls(seller_id, marketplace_id, state, opened, closing, due)
+
+
+def _iso_day(day: int) -> str:
+    return (EPOCH + timedelta(days=day)).date().isoformat()
+
+
+def _time(value: Any) -> datetime | None:
+    return datetime.fromisoformat(value) if isinstance(value, str) else None
+
+
+@dataclass
+class Tally:
+    """The counters of one seller and marketplace on one partition."""
+
+    states: Counter[str] = field(default_factory=Counter)
+    opened: Counter[int] = field(default_factory=Counter)
+    """Solicitable orders by the day their window opened."""
+    solicited: Counter[int] = field(default_factory=Counter)
+    """Of those, the ones sent, by the same day."""
+    closing: Counter[int] = field(default_factory=Counter)
+    """Unsent open orders by the hour their window closes."""
+    due: Counter[int] = field(default_factory=Counter)
+    """Scheduled checks by day."""
+
+    def add(self, c: Contribution, sign: int) -> None:
+        _bump(self.states, c.state, sign)
+        if c.opened_day is not None:
+            _bump(self.opened, c.opened_day, sign)
+            if c.state == OrderState.SENT.value:
+                _bump(self.solicited, c.opened_day, sign)
+        if c.closing_hour is not None:
+            _bump(self.closing, c.closing_hour, sign)
+        if c.due_day is not None:
+            _bump(self.due, c.due_day, sign)
+
+    def empty(self) -> bool:
+        return not self.states
+
+
+def _bump(counter: Counter[Any], key: Any, sign: int) -> None:
+    value = counter[key] + sign
+    if value:
+        counter[key] = value
+    else:
+        del counter[key]
+
+
+Scope = tuple[str, str]
+"""(seller id, marketplace id)."""
+
+
+class PartitionStats:
+    """The counters of every partition this worker owns, by seller and marketplace."""
+
+    def __init__(self) -> None:
+        self._partitions: dict[int, dict[Scope, Tally]] = {}
+
+    def move(self, partition: int, before: OrderRecord | None, after: OrderRecord | None) -> None:
+        """An order's record changed from ``before`` to ``after`` (None: absent)."""
+        old = Contribution.of(before) if before is not None else None
+        new = Contribution.of(after) if after is not None else None
+        if old != new:
+            self._apply(partition, old, -1)
+            self._apply(partition, new, +1)
+
+    def rebuild(self, partition: int, contributions: Iterable[Contribution]) -> int:
+        """Replace ``partition``'s counters; the number of records counted."""
+        self._partitions[partition] = {}
+        count = 0
+        for contribution in contributions:
+            self._apply(partition, contribution, +1)
+            count += 1
+        return count
+
+    def drop(self, partitions: Iterable[int]) -> None:
+        for partition in partitions:
+            self._partitions.pop(partition, None)
+
+    def counted(self) -> set[int]:
+        """The partitions whose counters are complete."""
+        return set(self._partitions)
+
+    def snapshot(self, now: datetime, alert: AlertWindows | None = None) -> dict[str, dict[str, dict[str, Any]]]:
+        """seller -> marketplace -> summary (:func:`summarize`) over this worker's partitions, JSON-ready."""
+        merged: dict[Scope, Tally] = defaultdict(Tally)
+        for tallies in self._partitions.values():
+            for scope, tally in tallies.items():
+                target = merged[scope]
+                target.states.update(tally.states)
+                target.opened.update(tally.opened)
+                target.solicited.update(tally.solicited)
+                target.closing.update(tally.closing)
+                target.due.update(tally.due)
+        result: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
+        for (seller_id, marketplace_id), tally in merged.items():
+            result[seller_id][marketplace_id] = summarize(tally, now, alert)
+        return dict(result)
+
+    def forecast(self, seller_id: str, now: datetime, days: int) -> dict[str, int]:
+        """Checks scheduled per day (ISO date) for the next ``days`` days; overdue ones count for today."""
+        today = int(now.timestamp()) // DAY
+        counts: Counter[int] = Counter({day: 0 for day in range(today, today + days)})
+        for tallies in self._partitions.values():
+            for (seller, _marketplace), tally in tallies.items():
+                if seller != seller_id:
+                    continue
+                for day, n in tally.due.items():
+                    if day < today + days:
+                        counts[max(day, today)] += n
+        return {_iso_day(day): n for day, n in sorted(counts.items())}
+
+    def _apply(self, partition: int, c: Contribution | None, sign: int) -> None:
+        if c is None:
+            return
+        tallies = self._partitions.setdefault(partition, {})
+        scope = (c.seller_id, c.marketplace_id)
+        tally = tallies.get(scope)
+        if tally is None:
+            tally = tallies[scope] = Tally()
+        tally.add(c, sign)
+        if tally.empty():
+            del tallies[scope]
+
+
+@dataclass(frozen=True)
+class AlertWindows:
+    """The windows the alerts look at (``SOLICIT_ALERTS__DEADLINE_HOURS``, ``__NO_SENDS_DAYS``)."""
+
+    closing_hours: float
+    recent_days: float
+
+
+def summarize(tally: Tally, now: datetime, alert: AlertWindows | None = None) -> dict[str, Any]:
+    """One scope's counters as numbers: funnel, coverage per window, closing within 48 h; with ``alert``, the
+    counts the alerts need under ``"alert"`` (closing within its hours; opened and solicited within its days)."""
+    today = int(now.timestamp()) // DAY
+    hour = int(now.timestamp()) // HOUR
+    funnel = {state: tally.states.get(state, 0) for state in FUNNEL_STATES}
+    funnel["received"] = sum(tally.states.values())
+    coverage = {}
+    for days in COVERAGE_DAYS:
+        first = today - days + 1
+        coverage[f"{days}d"] = {
+            "eligible": sum(n for day, n in tally.opened.items() if first <= day <= today),
+            "solicited": sum(n for day, n in tally.solicited.items() if first <= day <= today),
+        }
+    closing = sum(n for h, n in tally.closing.items() if hour <= h < hour + CLOSING_HOURS)
+    overdue = sum(n for h, n in tally.closing.items() if h < hour)
+    summary = {"funnel": funnel, "coverage": coverage, "closing_48h_unsent": closing, "past_window_unsent": overdue}
+    if alert is not None:
+        until = hour + max(1, int(alert.closing_hours))
+        first = today - max(1, int(alert.recent_days)) + 1
+        summary["alert"] = {
+            "closing": sum(n for h, n in tally.closing.items() if hour <= h < until),
+            "eligible": sum(n for day, n in tally.opened.items() if first <= day <= today),
+            "solicited": sum(n for day, n in tally.solicited.items() if first <= day <= today),
+        }
+    return summary
+
+
+def empty_summary() -> dict[str, Any]:
+    """A summary of nothing (every number zero)."""
+    return summarize(Tally(), EPOCH)
+
+
+def merge(parts: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """Sum summaries (numbers add up, nested dicts merge, ratios are recomputed by :func:`with_ratios`)."""
+    total: dict[str, Any] = {}
+    for part in parts:
+        _add_into(total, part)
+    return total
+
+
+def _add_into(target: dict[str, Any], part: Mapping[str, Any]) -> None:
+    for key, value in part.items():
+        if isinstance(value, Mapping):
+            _add_into(target.setdefault(key, {}), value)
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            target[key] = target.get(key, 0) + value
+
+
+def with_ratios(summary: dict[str, Any]) -> dict[str, Any]:
+    """Add ``ratio`` (solicited / eligible, None when nothing became eligible) to each coverage window."""
+    for window in summary.get("coverage", {}).values():
+        eligible = window.get("eligible", 0)
+        window["ratio"] = round(window.get("solicited", 0) / eligible, 4) if eligible else None
+    return summary
+
+
+class RecentActivity:
+    """Per-seller counts of things that are not order state (sends, 429s, dead letters), per minute for a day.
+
+    In memory: a restarted worker starts from zero (the funnel, from records, does not)."""
+
+    KINDS = ("sent", "throttled", "dead_lettered")
+
+    def __init__(self, horizon: timedelta = timedelta(days=1)) -> None:
+        self._minutes = int(horizon.total_seconds()) // 60
+        self._events: dict[tuple[str, str], deque[list[int]]] = {}
+        self._totals: Counter[tuple[str, str]] = Counter()
+
+    def record(self, seller_id: str, kind: str, at: datetime) -> None:
+        minute = int(at.timestamp()) // 60
+        buckets = self._events.setdefault((seller_id, kind), deque())
+        if buckets and buckets[-1][0] == minute:
+            buckets[-1][1] += 1
+        else:
+            buckets.append([minute, 1])
+        while buckets and buckets[0][0] <= minute - self._minutes:
+            buckets.popleft()
+        self._totals[(seller_id, kind)] += 1
+
+    def snapshot(self, now: datetime) -> dict[str, dict[str, dict[str, int]]]:
+        """seller -> {"sends": {"1h", "1d"}, "throttled": {...}, "dead_lettered": n (since start)}."""
+        minute = int(now.timestamp()) // 60
+        result: dict[str, dict[str, Any]] = defaultdict(dict)
+        for (seller_id, kind), buckets in self._events.items():
+            if kind == "dead_lettered":
+                continue
+            name = "sends" if kind == "sent" else kind
+            result[seller_id][name] = {
+                "1h": sum(n for m, n in buckets if m > minute - 60),
+                "1d": sum(n for m, n in buckets if m > minute - self._minutes),
+            }
+        for (seller_id, kind), n in self._totals.items():
+            if kind == "dead_lettered":
+                result[seller_id]["dead_lettered"] = n
+        return dict(result)
