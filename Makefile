@@ -41,6 +41,7 @@ typecheck: $(STAMP) ## Type-check with mypy (strict on statemachine/)
 docs: $(STAMP) ## Regenerate docs/configuration.md from the settings and docs/schemas from the topic models
 	$(BIN)/python -m devstack.settings > docs/configuration.md
 	$(BIN)/python -m streams.schemas docs/schemas
+	$(BIN)/python -m streams.web.openapi docs/openapi.json
 
 SCREENSHOT ?= docs/img/dashboard.png
 SCREENSHOT_TESTS ?= tests/e2e/test_dashboard.py

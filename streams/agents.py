@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 from typing import Any, Protocol
@@ -79,8 +80,15 @@ def _register_alerts(w: Worker, api: Api) -> None:
     @w.app.task
     async def follow_alerts() -> None:
         await w.ready.wait()
-        await follower.start(within=60)
-        await publisher.start()
+        while True:  # alerts are not worth a worker: retry until the topic can be read
+            try:
+                await follower.start(within=60)
+                await publisher.start()
+                return
+            except Exception as exc:
+                log.warning("the alerts topic cannot be followed yet (%s: %s); retrying", type(exc).__name__, exc)
+                await follower.stop()
+                await asyncio.sleep(30)
 
     @w.app.timer(w.settings.alerts.evaluate_interval, name="evaluate_alerts")
     async def evaluate_alerts() -> None:

@@ -309,26 +309,31 @@ def build_app(settings: Settings) -> faust.App:
     Its consumer, producer and topic creation connect as every other client does: the same addresses, TLS and SASL
     settings (``broker_credentials`` from :meth:`connectors.kafka.KafkaConnection.faust_credentials`)."""
     harden_faust()
+    return faust.App(settings.worker.app_id, **faust_options(settings))
+
+
+def faust_options(settings: Settings) -> dict[str, Any]:
+    """Every Faust setting of the worker's app (also used by the bench's bare Faust agents, ``bench/ingest.py``, so
+    that the worker is compared with Faust itself under the same settings)."""
     kafka = settings.kafka
-    return faust.App(
-        settings.worker.app_id,
-        broker=kafka.faust_broker(),
-        broker_credentials=kafka.faust_credentials(),
-        store="rocksdb://",
-        datadir=str(settings.worker.state_dir()),
-        processing_guarantee="at_least_once",
-        topic_partitions=kafka.partitions,
-        topic_replication_factor=kafka.replication_factor,
-        table_standby_replicas=settings.worker.standby_replicas,
+    return {
+        "broker": kafka.faust_broker(),
+        "broker_credentials": kafka.faust_credentials(),
+        "store": "rocksdb://",
+        "datadir": str(settings.worker.state_dir()),
+        "processing_guarantee": "at_least_once",
+        "topic_partitions": kafka.partitions,
+        "topic_replication_factor": kafka.replication_factor,
+        "table_standby_replicas": settings.worker.standby_replicas,
         **_web_options(settings),
-        producer_acks=-1,
-        broker_session_timeout=kafka.session_timeout,
-        broker_heartbeat_interval=min(3.0, kafka.session_timeout / 3),
-        broker_rebalance_timeout=max(kafka.session_timeout, 30.0),
+        "producer_acks": -1,
+        "broker_session_timeout": kafka.session_timeout,
+        "broker_heartbeat_interval": min(3.0, kafka.session_timeout / 3),
+        "broker_rebalance_timeout": max(kafka.session_timeout, 30.0),
         # A sender lane awaits the SP-API for seconds; the agents themselves never block that long.
-        broker_commit_every=1000,
-        broker_commit_interval=1.0,
-    )
+        "broker_commit_every": 1000,
+        "broker_commit_interval": 1.0,
+    }
 
 
 def _web_options(settings: Settings) -> dict[str, Any]:
@@ -407,6 +412,7 @@ def build_worker(settings: Settings) -> Worker:
         observe=watch.input,
     )
     directory.subscribe(lambda change: sender.seller_changed(change.seller_id))
+    directory.subscribe(watch.seller_changed)
     return Worker(
         settings=settings,
         clock=clock,

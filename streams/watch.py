@@ -23,6 +23,7 @@ from statemachine import SendResult, SendResultKind, StateChanged
 from streams.alerting import AlertEngine, AlertSettings, SellerStats, SignalCollector
 from streams.alerts import Alert, SellerProblem
 from streams.deadletters import DeadLetter
+from streams.directory import SellerChange
 from streams.dueindex import scan_due
 from streams.metrics import Metrics
 from streams.stats import RecentActivity
@@ -71,6 +72,13 @@ class Watch:
         self.metrics.event_processed(kind)
         if kind == "dead_lettered" and seller_id is not None:
             self.activity.record(seller_id, "dead_lettered", self.clock.now())
+
+    def seller_changed(self, change: SellerChange) -> None:
+        """The registry changed: a new token resolves the seller's authorization alerts; a removal forgets it."""
+        if change.after is None:
+            self.alerts.seller_removed(change.seller_id)
+        elif change.before is None or change.before.refresh_token_encrypted != change.after.refresh_token_encrypted:
+            self.alerts.seller_changed(change.seller_id)
 
     def outcome(self, change: StateChanged) -> None:
         """An outcome the orders agent published."""

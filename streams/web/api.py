@@ -142,7 +142,7 @@ class Api:
         """``GET /stats``: every seller's statistics summed across the group."""
         shares, complete = await self.group_shares()
         sellers = self.combine(shares)
-        totals = merge(_totals_only(s) for s in sellers.values())
+        totals = merge(_totals_only(s) for s in sellers.values()) or _totals_only(self.describe("", {}))
         recent = sorted((c for share in shares for c in share.get("recent", [])), key=lambda c: c["at"], reverse=True)
         return {
             "as_of": self.worker.clock.now().isoformat(),

@@ -20,6 +20,7 @@ from devstack.demo.monitor import OutcomeMonitor
 from devstack.demo.run import DemoRun
 from devstack.demo.stack import solicit_argv
 from streams.orders import partition_for
+from streams.web.openapi import load_spec, path_template, response_problems
 from tests.e2e.test_pipeline import run, settle
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.timeout(600)]
@@ -45,6 +46,7 @@ async def test_any_worker_answers_for_the_whole_group(run: tuple[DemoRun, Outcom
         assert wrong.status_code == 401 and "nope" not in wrong.text
 
     stats = await group_stats(stack, monitor)
+    documented(stack, "GET", "/stats", "a")
     states = Counter(monitor.view.states.values())
     assert stats["workers"] == 2 and stats["complete"] is True
     for state in ("sent", "waiting", "expired", "canceled", "pending", "shipped"):
@@ -65,6 +67,18 @@ async def test_any_worker_answers_for_the_whole_group(run: tuple[DemoRun, Outcom
             assert body["order_key"] == key and body["state"] == monitor.view.states[key]
             assert body["history"] and body["history"][-1]["dest"] == body["state"]
             assert "refresh_token" not in order.text and "applied_notifications" not in body
+    for path in (
+        f"/sellers/{seller['seller_id']}/stats",
+        f"/sellers/{seller['seller_id']}/orders?limit=5",
+        f"/sellers/{seller['seller_id']}/forecast",
+        f"/orders/{key}",
+        f"/orders/{seller['seller_id']}/999-0000000-0000000",
+        "/alerts",
+        "/readyz",
+        "/healthz",
+        "/sellers/NOSUCHSELLER/stats",
+    ):
+        documented(stack, "GET", path, "b")
     missing = stack.web("GET", f"/orders/{seller['seller_id']}/999-0000000-0000000", "a")
     assert missing.status_code == 404 and missing.json()["error"] == "unknown order"
 
@@ -123,9 +137,21 @@ async def test_a_manual_skip_is_applied_once_and_recorded(run: tuple[DemoRun, Ou
 
     again = stack.web("POST", f"/orders/{seller_id}/{order_id}/skip", json={"note": "twice"})
     assert again.status_code == 409 and again.json()["accepted"] is False
+    spec = load_spec()
+    for reply in (answer, again):
+        template = path_template(spec, f"/orders/{seller_id}/{order_id}/skip")
+        assert response_problems(spec, "POST", template, reply.status_code, reply.json()) == []
     assert "already skipped" in again.json()["reason"]
     bad = stack.web("POST", f"/orders/{seller_id}/{order_id}/launch", json={})
     assert bad.status_code == 404
+
+
+def documented(stack: object, method: str, path: str, worker: str) -> None:
+    """The running server's answer to ``method path`` matches docs/openapi.json."""
+    answer = stack.web(method, path, worker)  # type: ignore[attr-defined]
+    spec = load_spec()
+    problems = response_problems(spec, method, path_template(spec, path), answer.status_code, answer.json())
+    assert problems == [], f"{method} {path} -> {answer.status_code} differs from docs/openapi.json: {problems[:5]}"
 
 
 async def wait_ready(stack: object, *workers: str, within: float = 60) -> None:

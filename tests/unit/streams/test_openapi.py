@@ -12,7 +12,6 @@ import copy
 import json
 import time
 from collections import deque
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
@@ -140,13 +139,20 @@ def fake_worker(app: FakeApp) -> SimpleNamespace:
         active_partitions=lambda: list(range(PARTITIONS)),
         directory={SELLER: SimpleNamespace(name="Acme", group="agency-1")},
         orders_table=SimpleNamespace(name="orders"),
-        processor=SimpleNamespace(preview=lambda event, _partition: apply(stored(event.key), event, NOW, DEFAULT_POLICY)),
+        processor=SimpleNamespace(
+            preview=lambda event, _partition: apply(stored(event.key), event, NOW, DEFAULT_POLICY)
+        ),
         topics=SimpleNamespace(events="order-events", publish=_published),
     )
 
 
 def stored(key: str) -> OrderRecord | None:
     return next((r for r in RECORDS if r.key == key), None)
+
+
+def preview(event: Any, _partition: int) -> Any:
+    """The real core's decision on the stored record (the orders processor's ``preview``)."""
+    return apply(stored(event.key), event, NOW, DEFAULT_POLICY)
 
 
 async def _no_peers(*_args: Any) -> tuple[list[Any], list[str]]:
@@ -183,7 +189,7 @@ def request(token: str | None = TOKEN, **query: str) -> SimpleNamespace:
 
 
 @pytest.fixture
-def served(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeApp]:
+def served(monkeypatch: pytest.MonkeyPatch) -> FakeApp:
     """The mounted views, orders read from :data:`RECORDS` (the RocksDB reads are not what is tested here)."""
     monkeypatch.setattr(api_module, "read_order", lambda _table, _partition, key: stored(key))
 
@@ -192,7 +198,7 @@ def served(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeApp]:
         return [order_summary(record_dict(r)) for r in mine][:limit]
 
     monkeypatch.setattr(api_module, "list_orders", list_orders)
-    yield build()[1]
+    return build()[1]
 
 
 def record_dict(r: OrderRecord) -> dict[str, Any]:
@@ -220,7 +226,7 @@ def test_every_mounted_route_is_documented_and_every_documented_one_is_mounted()
 
 
 def test_every_endpoint_but_the_public_ones_needs_a_bearer_token() -> None:
-    assert PUBLIC == {"/healthz", "/readyz", "/metrics", "/login"}
+    assert {"/healthz", "/readyz", "/metrics", "/login"} == PUBLIC
     for path, ops in SPEC["paths"].items():
         for method, op in ops.items():
             schemes = {name for alternative in op["security"] for name in alternative}
