@@ -55,3 +55,19 @@ def test_the_rule_sees_every_kind_of_import(tmp_path: Path) -> None:
         encoding="utf-8",
     )
     assert {top for top, _ in imported_packages(sample, "connectors")} == {"devstack", "streams", "bench", "connectors"}
+
+
+MAX_FUNCTION_LINES = 60
+
+
+def test_no_function_of_the_product_is_longer_than_60_lines() -> None:
+    """Short functions (issue 8): a long one is a sign that it does several things."""
+    long = []
+    for package in ("statemachine", "connectors", "streams"):
+        for path in sorted((ROOT / package).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    lines = (node.end_lineno or node.lineno) - node.lineno + 1
+                    if lines > MAX_FUNCTION_LINES:
+                        long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({lines} lines)")
+    assert long == []

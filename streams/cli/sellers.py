@@ -78,6 +78,13 @@ def register(subparsers: Any) -> None:
     # Default: SOLICIT_KAFKA__TOPIC_PREFIX + solicit.sellers.v1.
     common.add_argument("--topic", default=None, help=argparse.SUPPRESS)
 
+    _register_import_and_list(actions, common)
+    _register_changes(actions, common)
+    register_subscriptions(actions, common)  # subscribe, unsubscribe: streams/cli/subscriptions.py
+    backfill.register(actions, common)  # backfill: streams/cli/backfill.py
+
+
+def _register_import_and_list(actions: Any, common: argparse.ArgumentParser) -> None:
     imports = actions.add_parser(
         "import",
         parents=[common],
@@ -109,6 +116,8 @@ def register(subparsers: Any) -> None:
     listing.add_argument("--alerts-topic", default=None, help=argparse.SUPPRESS)
     listing.set_defaults(run=_guarded(_list))
 
+
+def _register_changes(actions: Any, common: argparse.ArgumentParser) -> None:
     for name, help_text, action in (
         ("pause", "hold every send of a seller until it is resumed", _pause),
         ("resume", "let a paused seller send again", _resume),
@@ -134,9 +143,6 @@ def register(subparsers: Any) -> None:
         help="re-encrypt every token with the first key of SOLICIT_SECRET_KEY (key rotation)",
     )
     rekey.set_defaults(run=_guarded(_rekey))
-
-    register_subscriptions(actions, common)  # subscribe, unsubscribe: streams/cli/subscriptions.py
-    backfill.register(actions, common)  # backfill: streams/cli/backfill.py
 
 
 # --- actions -------------------------------------------------------------------------------------------------------
