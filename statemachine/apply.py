@@ -156,7 +156,9 @@ class _Step:
         record = self.record
         assert record is not None
         dest = fire(record.state, trigger)
-        entry = Transition(at=self.now, source=record.state, dest=dest, trigger=trigger.value, reason=reason)
+        entry = Transition(
+            at=self.now, source=record.state, dest=dest, trigger=trigger.value, reason=reason, request_id=request_id
+        )
         history = record.history
         if trigger is Trigger.REISSUE and history and history[-1].trigger == Trigger.REISSUE.value:
             history = history[:-1]  # one entry for a run of re-issues (a paused seller re-issues for days)

@@ -56,6 +56,8 @@ class Transition(FrozenModel):
     dest: OrderState
     trigger: str
     reason: str
+    request_id: str | None = None
+    """Amazon's request id of the call that caused this transition, if one did."""
 
 
 class OrderRecord(FrozenModel):

@@ -96,7 +96,10 @@ def format_order(order: dict[str, Any]) -> str:
         "  history",
     ]
     for entry in order.get("history", []):
-        lines.append(f"    {entry['at']}  {entry['source']} -> {entry['dest']}  [{entry['trigger']}] {entry['reason']}")
+        request = f" (request {entry['request_id']})" if entry.get("request_id") else ""
+        lines.append(
+            f"    {entry['at']}  {entry['source']} -> {entry['dest']}  [{entry['trigger']}] {entry['reason']}{request}"
+        )
     return "\n".join(lines)
 
 

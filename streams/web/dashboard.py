@@ -434,7 +434,7 @@ ORDER_FIELDS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("created_at", ("created_at",)),
     ("updated_at", ("updated_at",)),
 )
-HISTORY_FIELDS: tuple[str, ...] = ("at", "source", "dest", "trigger", "reason")
+HISTORY_FIELDS: tuple[str, ...] = ("at", "source", "dest", "trigger", "reason", "request_id")
 
 
 def _order_facts(order: Row) -> str:

@@ -472,6 +472,7 @@ def test_outside_window_late_in_the_window_expires_and_early_rechecks() -> None:
 def test_sent_keeps_the_request_id_and_a_readable_history() -> None:
     sent = record_in(S.SENT)
     assert sent.last_request_id == "rid-1"
+    assert [h.request_id for h in sent.history] == [None, None, "rid-1"]  # the call behind each step, if any
     assert [(h.source.value, h.dest.value) for h in sent.history] == [
         ("new", "shipped"),
         ("shipped", "eligible"),

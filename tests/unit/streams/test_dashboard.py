@@ -325,8 +325,8 @@ def test_order_page_shows_facts_history_and_actions() -> None:
     assert one(page, data_field="maybe_sent").text == "no"
     assert one(page, data_field="partition").text == "4"
     assert table_rows(page, data_testid="history-row") == [
-        ["2025-01-01T00:00:00+00:00", "new", "pending", "hold", "r0"],
-        ["2025-01-02T00:00:00+00:00", "pending", "shipped", "ship", "r1"],
+        ["2025-01-01T00:00:00+00:00", "new", "pending", "hold", "r0", "—"],
+        ["2025-01-02T00:00:00+00:00", "pending", "shipped", "ship", "r1", "—"],
     ]
     forms = {e.attrs["data-action"]: e.attrs["action"] for e in parse(page) if e.tag == "form"}
     assert forms == {
