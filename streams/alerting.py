@@ -93,7 +93,8 @@ class SellerStats:
     closing_unsent: int
     """Orders not yet solicited whose window closes within ``deadline_hours``."""
     eligible_recent: int
-    """Orders that became eligible in the last ``no_sends_days``."""
+    """Unsent orders that have been in their window for at least ``no_sends_days`` (0 for a paused or dry-run
+    seller: not sending is what it was told to do)."""
     sent_recent: int
     """Solicitations sent in the last ``no_sends_days``."""
 
@@ -417,7 +418,7 @@ class AlertEngine:
         verdict = True if stats.eligible_recent > 0 and stats.sent_recent == 0 else False if stats.sent_recent else None
         message = (
             f"nothing was sent for seller {stats.seller_id} for {days:g} day(s) although "
-            f"{stats.eligible_recent} order(s) became eligible"
+            f"{stats.eligible_recent} order(s) have been in their window that long"
             if verdict
             else f"seller {stats.seller_id} sent {stats.sent_recent} solicitation(s) in the last {days:g} day(s)"
         )

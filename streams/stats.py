@@ -31,6 +31,7 @@ from statemachine import OrderRecord, OrderState
 
 FUNNEL_STATES: tuple[str, ...] = tuple(state.value for state in OrderState if state is not OrderState.NEW)
 UNSENT_OPEN = frozenset({OrderState.SHIPPED.value, OrderState.WAITING.value, OrderState.ELIGIBLE.value})
+SENT = OrderState.SENT.value
 SCHEDULED = frozenset({OrderState.SHIPPED.value, OrderState.WAITING.value})
 NOT_SOLICITABLE = frozenset({OrderState.PENDING.value, OrderState.CANCELED.value, OrderState.SKIPPED.value})
 COVERAGE_DAYS: tuple[int, ...] = (1, 7, 30)
@@ -53,6 +54,8 @@ class Contribution:
     """Epoch hour its window closes, while it is unsent and open."""
     due_day: int | None = None
     """Epoch day of its next check (shipped or waiting): the forecast."""
+    sent_day: int | None = None
+    """Epoch day it was sent (the last transition of a sent order)."""
 
     @classmethod
     def of(cls, record: OrderRecord) -> Contribution:
@@ -63,6 +66,7 @@ class Contribution:
             record.window_start,
             record.window_end,
             record.next_due,
+            record.history[-1].at if record.state is OrderState.SENT and record.history else None,
         )
 
     @classmethod
@@ -77,6 +81,7 @@ class Contribution:
                 _time(data.get("window_start")),
                 _time(data.get("window_end")),
                 _time(data.get("next_due")),
+                _time(data["history"][-1].get("at")) if data["state"] == SENT and data.get("history") else None,
             )
         except (ValueError, KeyError, TypeError):
             return None
@@ -90,11 +95,13 @@ class Contribution:
         start: datetime | None,
         end: datetime | None,
         next_due: datetime | None = None,
+        sent_at: datetime | None = None,
     ) -> Contribution:
         opened = int(start.timestamp()) // DAY if start is not None and state not in NOT_SOLICITABLE else None
         closing = int(end.timestamp()) // HOUR if end is not None and state in UNSENT_OPEN else None
         due = int(next_due.timestamp()) // DAY if next_due is not None and state in SCHEDULED else None
-        return cls(seller_id, marketplace_id, state, opened, closing, due)
+        sent = int(sent_at.timestamp()) // DAY if sent_at is not None else None
+        return cls(seller_id, marketplace_id, state, opened, closing, due, sent)
 
 
 def _iso_day(day: int) -> str:
@@ -118,6 +125,10 @@ class Tally:
     """Unsent open orders by the hour their window closes."""
     due: Counter[int] = field(default_factory=Counter)
     """Scheduled checks by day."""
+    sent_on: Counter[int] = field(default_factory=Counter)
+    """Sent orders by the day they were sent."""
+    unsent_opened: Counter[int] = field(default_factory=Counter)
+    """Unsent open orders (shipped, waiting, eligible) by the day their window opened."""
 
     def add(self, c: Contribution, sign: int) -> None:
         _bump(self.states, c.state, sign)
@@ -129,6 +140,10 @@ class Tally:
             _bump(self.closing, c.closing_hour, sign)
         if c.due_day is not None:
             _bump(self.due, c.due_day, sign)
+        if c.sent_day is not None:
+            _bump(self.sent_on, c.sent_day, sign)
+        if c.opened_day is not None and c.state in UNSENT_OPEN:
+            _bump(self.unsent_opened, c.opened_day, sign)
 
     def empty(self) -> bool:
         return not self.states
@@ -188,6 +203,8 @@ class PartitionStats:
                 target.solicited.update(tally.solicited)
                 target.closing.update(tally.closing)
                 target.due.update(tally.due)
+                target.sent_on.update(tally.sent_on)
+                target.unsent_opened.update(tally.unsent_opened)
         result: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
         for (seller_id, marketplace_id), tally in merged.items():
             result[seller_id][marketplace_id] = summarize(tally, now, alert)
@@ -229,7 +246,8 @@ class AlertWindows:
 
 def summarize(tally: Tally, now: datetime, alert: AlertWindows | None = None) -> dict[str, Any]:
     """One scope's counters as numbers: funnel, coverage per window, closing within 48 h; with ``alert``, the
-    counts the alerts need under ``"alert"`` (closing within its hours; opened and solicited within its days)."""
+    counts the alerts need under ``"alert"``: unsent orders closing within its hours; unsent open orders whose window
+    opened at least its days ago (``stale``), and orders sent within its days (``sent``)."""
     today = int(now.timestamp()) // DAY
     hour = int(now.timestamp()) // HOUR
     funnel = {state: tally.states.get(state, 0) for state in FUNNEL_STATES}
@@ -246,11 +264,11 @@ def summarize(tally: Tally, now: datetime, alert: AlertWindows | None = None) ->
     summary = {"funnel": funnel, "coverage": coverage, "closing_48h_unsent": closing, "past_window_unsent": overdue}
     if alert is not None:
         until = hour + max(1, int(alert.closing_hours))
-        first = today - max(1, int(alert.recent_days)) + 1
+        days = max(1, int(alert.recent_days))
         summary["alert"] = {
             "closing": sum(n for h, n in tally.closing.items() if hour <= h < until),
-            "eligible": sum(n for day, n in tally.opened.items() if first <= day <= today),
-            "solicited": sum(n for day, n in tally.solicited.items() if first <= day <= today),
+            "stale": sum(n for day, n in tally.unsent_opened.items() if day <= today - days),
+            "sent": sum(n for day, n in tally.sent_on.items() if day > today - days),
         }
     return summary
 

@@ -208,10 +208,15 @@ class Api:
                 found[seller_id] = SellerStats(
                     seller_id,
                     closing_unsent=alert.get("closing", 0),
-                    eligible_recent=alert.get("eligible", 0),
-                    sent_recent=alert.get("solicited", 0),
+                    eligible_recent=alert.get("stale", 0) if self.sending(seller_id) else 0,
+                    sent_recent=alert.get("sent", 0),
                 )
         return list(found.values())
+
+    def sending(self, seller_id: str) -> bool:
+        """Whether the seller is meant to send (not paused, not dry run): only then is "no sends" a problem."""
+        record = self.worker.directory.get(seller_id)
+        return record is not None and not record.policy.paused and not record.policy.dry_run
 
     def attention(self, seller_id: str) -> list[str]:
         alerts = self.extras.get("alerts")

@@ -216,11 +216,12 @@ class GroupStatistics(_Body):
 
 
 class AlertCounts(_Body):
-    """What the alerts engine reads: unsent orders closing within its hours, orders opened and sent within its days."""
+    """What the alerts engine reads: unsent orders closing within its hours, unsent orders whose window opened at
+    least its days ago, orders sent within its days."""
 
     closing: int
-    eligible: int
-    solicited: int
+    stale: int
+    sent: int
 
 
 class MarketplaceShare(_Body):

@@ -1,9 +1,9 @@
 """The dashboard in a real browser (Debian's Chromium through Selenium) against running workers with demo traffic.
 
 Checked in the browser: signing in with the run's token; every seller's funnel and the totals shown equal what
-``GET /stats`` answers; a link to an order leads to its page, whose history equals ``GET /orders/...``; the skip form
-on that page is applied by the orders agent and shows up in the history. ``make screenshot`` saves the overview to
-``docs/img/dashboard.png``.
+``GET /stats`` answers; the demo's seller with a revoked authorization shows its alert (raised once); a link to an
+order leads to its page, whose history equals ``GET /orders/...``; the skip form on that page is applied by the
+orders agent and shows up in the history. ``make screenshot`` saves the overview to ``docs/img/dashboard.png``.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from selenium.webdriver.common.by import By
 from devstack.demo.monitor import OutcomeMonitor
 from devstack.demo.run import DemoRun
 from tests.browser import save_screenshot
-from tests.e2e.test_pipeline import run, settle
-from tests.e2e.test_web import group_stats, wait_ready, wait_until
+from tests.e2e.test_pipeline import run, wait_for
+from tests.e2e.test_web import group_stats, settled_group
 from tests.unit.streams.test_dashboard_browser import READ_SELLERS, READ_TOTALS, follow
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.timeout(600)]
@@ -34,14 +34,11 @@ async def test_the_dashboard_shows_what_the_api_says(
     run: tuple[DemoRun, OutcomeMonitor], browser: webdriver.Chrome, screenshot_path: Path | None
 ) -> None:
     demo, monitor = run
-    stack = demo.stack
-    stack.start_worker("a")
-    stack.start_worker("b")
-    stack.start_bridge()
-    await monitor.start()
-    demo.feed()
-    await settle(demo, monitor)
-    await wait_ready(stack, "a", "b")
+    demo.stack.config.extra_env["SOLICIT_ALERTS__EVALUATE_INTERVAL"] = "2"
+    stack = await settled_group(demo, monitor, "a", "b")
+    # The demo's seller with a revoked authorization: its alert is raised once, by the worker that owns it.
+    await wait_for(lambda: bool(open_alerts(stack, "authorization_revoked")), within=60)
+    (revoked,) = open_alerts(stack, "authorization_revoked")
     stats = await group_stats(stack, monitor)
 
     browser.get(f"{stack.web_url('b')}/dashboard")
@@ -62,6 +59,10 @@ async def test_the_dashboard_shows_what_the_api_says(
     for seller in sellers:  # type: ignore[attr-defined]
         for name in FUNNEL_FIELDS:
             assert cells[seller["seller_id"]][name] == str(seller["funnel"][name]), (seller["seller_id"], name)
+    assert "authorization_revoked" in cells[revoked["seller_id"]]["attention"].split(", ")
+    shown = [row.get_attribute("data-alert") for row in browser.find_elements(By.CSS_SELECTOR, "tr[data-alert]")]
+    expected = [alert["alert_id"] for alert in stack.web("GET", "/alerts").json()["open"]]
+    assert revoked["alert_id"] in shown and sorted(shown) == sorted(expected)  # each open alert once
     if screenshot_path is not None:
         save_screenshot(browser, screenshot_path, full_page=True)
 
@@ -82,11 +83,16 @@ async def test_the_dashboard_shows_what_the_api_says(
     form = browser.find_element(By.CSS_SELECTOR, "form[data-action=skip]")
     form.find_element(By.NAME, "note").send_keys("checked in the browser")
     follow(browser, "form[data-action=skip] button")
-    await wait_until(lambda: monitor.view.states.get(open_key) == "skipped", within=30)
+    await wait_for(lambda: monitor.view.states.get(open_key) == "skipped", within=30)
     await asyncio.sleep(0.5)
     browser.get(f"{stack.web_url('b')}/ui/orders/{open_key}")
     last = history_rows(browser)[-1]
     assert last["trigger"] == "manual_skip" and "checked in the browser" in last["reason"]
+
+
+def open_alerts(stack: object, kind: str) -> list[dict[str, Any]]:
+    found = stack.web("GET", "/alerts").json()["open"]  # type: ignore[attr-defined]
+    return [alert for alert in found if alert["kind"] == kind]
 
 
 def cells_by_seller(cells: list[list[Any]]) -> dict[str, dict[str, str]]:

@@ -18,10 +18,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from devstack.demo.monitor import OutcomeMonitor
 from devstack.demo.run import DemoRun
-from devstack.demo.stack import solicit_argv
+from devstack.demo.stack import Stack, solicit_argv
 from streams.orders import partition_for
 from streams.web.openapi import load_spec, path_template, response_problems
-from tests.e2e.test_pipeline import run, settle
+from tests.e2e.test_pipeline import run, settle, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.timeout(600)]
 __all__ = ["run"]
@@ -29,14 +29,7 @@ __all__ = ["run"]
 
 async def test_any_worker_answers_for_the_whole_group(run: tuple[DemoRun, OutcomeMonitor]) -> None:
     demo, monitor = run
-    stack = demo.stack
-    stack.start_worker("a")
-    stack.start_worker("b")
-    stack.start_bridge()
-    await monitor.start()
-    demo.feed()
-    await settle(demo, monitor)
-    await wait_ready(stack, "a", "b")
+    stack = await settled_group(demo, monitor, "a", "b")
 
     for worker in ("a", "b"):
         assert httpx.get(f"{stack.web_url(worker)}/healthz").json() == {"status": "ok"}
@@ -116,20 +109,14 @@ async def test_any_worker_answers_for_the_whole_group(run: tuple[DemoRun, Outcom
 
 async def test_a_manual_skip_is_applied_once_and_recorded(run: tuple[DemoRun, OutcomeMonitor]) -> None:
     demo, monitor = run
-    stack = demo.stack
-    stack.start_worker("a")
-    stack.start_bridge()
-    await monitor.start()
-    demo.feed()
-    await settle(demo, monitor)
-    await wait_ready(stack, "a")
+    stack = await settled_group(demo, monitor, "a")
     key = next(k for k, state in sorted(monitor.view.states.items()) if state in ("shipped", "waiting"))
     seller_id, order_id = key.split("/")
 
     answer = stack.web("POST", f"/orders/{seller_id}/{order_id}/skip", json={"note": "buyer asked us not to"})
     assert answer.status_code == 200, answer.text
     assert answer.json()["accepted"] is True and answer.json()["actor"] == "demo"
-    await wait_until(lambda: monitor.view.states.get(key) == "skipped", within=30)
+    await wait_for(lambda: monitor.view.states.get(key) == "skipped", within=30)
     order = stack.web("GET", f"/orders/{seller_id}/{order_id}").json()
     assert order["state"] == "skipped"
     assert order["history"][-1]["trigger"] == "manual_skip"
@@ -144,6 +131,19 @@ async def test_a_manual_skip_is_applied_once_and_recorded(run: tuple[DemoRun, Ou
     assert "already skipped" in again.json()["reason"]
     bad = stack.web("POST", f"/orders/{seller_id}/{order_id}/launch", json={})
     assert bad.status_code == 404
+
+
+async def settled_group(demo: DemoRun, monitor: OutcomeMonitor, *workers: str) -> Stack:
+    """Start ``workers`` and the bridge, feed the demo, wait until it settled and every worker is ready."""
+    stack = demo.stack
+    for worker in workers:
+        stack.start_worker(worker)
+    stack.start_bridge()
+    await monitor.start()
+    demo.feed()
+    await settle(demo, monitor)
+    await wait_ready(stack, *workers)
+    return stack
 
 
 def documented(stack: object, method: str, path: str, worker: str) -> None:
@@ -184,12 +184,3 @@ def orders_on_both_workers(stack: object, monitor: OutcomeMonitor) -> list[str]:
     for key in sorted(monitor.view.states):
         chosen.setdefault(partition_for(key.encode(), partitions), key)
     return list(chosen.values())
-
-
-async def wait_until(condition: object, *, within: float) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if condition():  # type: ignore[operator]
-            return
-        await asyncio.sleep(0.2)
-    pytest.fail(f"condition not met within {within} s")

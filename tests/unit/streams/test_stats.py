@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import SecretStr
 
 from statemachine import OrderRecord, OrderState
+from statemachine.record import Transition
 from streams.orders import encode_record, record_json
 from streams.stats import (
     AlertWindows,
@@ -41,6 +42,21 @@ def order(n: int, state: OrderState, *, seller: str = "S1", marketplace: str = U
     }
     fields.update(changes)
     return OrderRecord(**fields)
+
+
+def sent_at(at: datetime) -> Transition:
+    return Transition(at=at, source=OrderState.ELIGIBLE, dest=OrderState.SENT, trigger="confirm_sent", reason="sent")
+
+
+def test_the_send_day_counts_for_no_sends() -> None:
+    stats = PartitionStats()
+    stats.move(0, None, order(1, OrderState.SENT, history=(sent_at(NOW - timedelta(hours=30)),)))
+    windows = AlertWindows(closing_hours=48, recent_days=3)
+    assert stats.snapshot(NOW, windows)["S1"][US]["alert"]["sent"] == 1
+    rebuilt = PartitionStats()
+    rebuilt.rebuild(0, [Contribution.from_json(record_json(encode_record(order(1, OrderState.SENT, history=(
+        sent_at(NOW - timedelta(hours=30)),)))))])  # fmt: skip
+    assert rebuilt.snapshot(NOW, windows) == stats.snapshot(NOW, windows)
 
 
 def funnel(stats: PartitionStats, seller: str = "S1", marketplace: str = US) -> dict[str, int]:
@@ -87,12 +103,15 @@ def test_coverage_closing_and_the_alert_windows() -> None:
     stats.move(0, None, order(2, OrderState.WAITING, next_due=NOW))  # closes in 30 h, unsent
     stats.move(0, None, order(3, OrderState.CANCELED))  # never solicitable: not in coverage
     stats.move(0, None, order(4, OrderState.SHIPPED, window_start=NOW - timedelta(days=20), next_due=NOW))
+    stats.move(0, None, order(5, OrderState.SENT, history=(sent_at(NOW - timedelta(days=4)),)))  # sent long ago
     summary = stats.snapshot(NOW, AlertWindows(closing_hours=24, recent_days=3))["S1"][US]
     assert summary["coverage"]["1d"] == {"eligible": 0, "solicited": 0}
-    assert summary["coverage"]["7d"] == {"eligible": 2, "solicited": 1}
-    assert summary["coverage"]["30d"] == {"eligible": 3, "solicited": 1}
+    assert summary["coverage"]["7d"] == {"eligible": 3, "solicited": 2}
+    assert summary["coverage"]["30d"] == {"eligible": 4, "solicited": 2}
     assert summary["closing_48h_unsent"] == 2
-    assert summary["alert"] == {"closing": 0, "eligible": 2, "solicited": 1}  # 30 h is beyond a 24 h alert window
+    # 30 h is beyond a 24 h alert window; order 4 has waited 20 days in its window (order 2 only 2); order 5 was sent
+    # 4 days ago, order 1 without a known send time.
+    assert summary["alert"] == {"closing": 0, "stale": 1, "sent": 0}
 
 
 def test_a_deleted_record_leaves_no_trace_and_a_revoked_partition_is_dropped() -> None:
