@@ -88,7 +88,14 @@ def order_of(seller_id: str, number: int) -> dict[str, Any]:
     steps = [("new", "pending", "hold"), ("pending", "shipped", "ship"), ("shipped", "eligible", "due")]
     steps.append(("eligible", "waiting", "not_yet"))
     history = [
-        {"at": f"2025-03-0{day + 1}T09:00:00+00:00", "source": s, "dest": d, "trigger": t, "reason": f"step {day}"}
+        {
+            "at": f"2025-03-0{day + 1}T09:00:00+00:00",
+            "source": s,
+            "dest": d,
+            "trigger": t,
+            "reason": f"step {day}",
+            "request_id": f"req-{day}" if t == "not_yet" else "—",
+        }
         for day, (s, d, t) in enumerate(steps)
     ]
     return {
