@@ -5,6 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_ARGS ?=
+BENCH_ARGS ?=
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
@@ -31,6 +32,9 @@ test: $(STAMP) ## Run the whole test suite (unit, integration, end to end) with 
 chaos: $(STAMP) ## Run the chaos suite (workers and the broker killed mid-run, faults injected; about 10 minutes)
 	$(BIN)/python -m pytest tests/chaos -m chaos -s $(PYTEST_ARGS)
 
+bench: $(STAMP) ## Issue 12's goals P1-P5 with their ratios (BENCH_ARGS="--quick" for a smoke run; full: ~30 min)
+	$(BIN)/python -m bench.run_all $(BENCH_ARGS)
+
 lint: $(STAMP) ## Lint with ruff
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -51,4 +55,4 @@ screenshot: $(STAMP) ## Save the dashboard of a demo run to docs/img/dashboard.p
 clean: ## Remove build and test artefacts (keeps .venv and the Kafka jar cache)
 	rm -rf .pytest_cache .mypy_cache .ruff_cache .coverage htmlcov .hypothesis
 
-.PHONY: help install demo test chaos lint typecheck docs screenshot clean
+.PHONY: help install demo test chaos bench lint typecheck docs screenshot clean

@@ -6,7 +6,8 @@
   (co-partitioned, keyed by order) and hands each record to :class:`streams.orders.OrdersProcessor`. It acknowledges
   a record only after its outputs and then its record write are confirmed (:mod:`streams.delivery`).
 * ``fire_due`` timer (every ``SOLICIT_WORKER__TIMER_INTERVAL`` real seconds, on every worker): rebuilds the due index
-  of a newly assigned partition from the orders table (one partition per tick), then, for each *active* partition,
+  (and the funnel counters) of each newly assigned partition from the orders table, one read of the table per
+  partition, firing after each and pausing for the other tasks between two; then, for each *active* partition,
   turns the due entries of the index (:mod:`streams.dueindex`) into timer firings on that partition of
   ``order-events``. Skipped while rebalancing or recovering; the results of a scan that straddled a rebalance are
   dropped. A periodic sweep rebuilds every partition's index again.
@@ -20,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+from collections.abc import Iterable, Iterator
 from typing import Any, Protocol
 
 from connectors.kafka import TopicFollower, group_offsets
@@ -27,7 +29,7 @@ from streams import rocks
 from streams.alert_feed import AlertPublisher
 from streams.app import Worker, acknowledge, anchor, release, seek_back
 from streams.delivery import ack_when_delivered, handle_with_retries, stop_worker
-from streams.dueindex import DueEntry, DueFiring, active_partitions, collect_due, index_key, rebuild_from_table
+from streams.dueindex import DueEntry, DueFiring, IndexBuild, collect_due, index_key
 from streams.orders import Handled, PendingWrite, partition_for, record_json
 from streams.stats import Contribution
 from streams.topics import ALERTS
@@ -161,25 +163,14 @@ def _write(w: Worker, pending: PendingWrite) -> None:
 
 def _register_timers(w: Worker) -> None:
     app = w.app
-    changelog = w.orders_table.changelog_topic.get_topic_name()
 
     @app.timer(w.settings.worker.timer_interval, name="fire_due")
     async def fire_due() -> None:
-        if not w.ready.is_set() or app.rebalancing or app.in_recovery:
-            return
-        active = sorted(active_partitions(app.assignor.assigned_actives(), changelog))
-        _rebuild_one(w, active)
-        generation = app.consumer_generation_id
-        usable = [p for p in active if p in w.indexed]
-        batch = collect_due(w.scanner, w.index, usable, w.clock.now(), w.clock.monotonic())
-        if app.consumer_generation_id != generation or app.rebalancing:
-            w.scanner.reset()
-            return
-        await publish_firings(w.sink, batch)
+        await timer_tick(w)
 
     @app.timer(w.settings.worker.index_sweep_interval, name="sweep_due_index")
     async def sweep_due_index() -> None:
-        w.indexed.clear()  # rebuilt one partition per tick, from the table: a safety net, cheap (no parsing)
+        w.indexed.clear()  # rebuilt by the next tick, from the table: a safety net, cheap (no parsing)
 
 
 async def publish_firings(sink: FiringSink, batch: list[tuple[int, DueEntry]]) -> int:
@@ -195,37 +186,85 @@ async def publish_firings(sink: FiringSink, batch: list[tuple[int, DueEntry]]) -
     return published
 
 
-def _rebuild_one(w: Worker, active: list[int]) -> None:
-    """Rebuild the due index of one active partition that needs it, from the orders table and the staged writes."""
-    stale = [p for p in active if p not in w.indexed]
-    if not stale:
+REBUILD_PAUSE = 0.01
+"""Seconds the loop is left to the other tasks between two partitions' rebuilds: long enough for a heartbeat's
+request and answer (a partition of 80,000 orders holds the loop for a second or more)."""
+
+
+async def timer_tick(w: Worker) -> None:
+    """One tick of the ``fire_due`` timer: fire what is due on the partitions whose index is complete. Stale ones (newly
+    assigned, or swept) are rebuilt first, one at a time (:func:`rebuild_partition`), firing after each and pausing
+    between two: a restart fires the first partition's timers at once and rebuilds the next without waiting for a
+    tick. Nothing is done while the worker is not steady (not ready, rebalancing or recovering)."""
+    app = w.app
+    while w.ready.is_set() and not app.rebalancing and not app.in_recovery:
+        stale = [p for p in w.active_partitions() if p not in w.indexed]
+        if stale:
+            rebuild_partition(w, stale[0])
+        await fire_indexed(w)
+        if len(stale) <= 1:
+            return
+        await asyncio.sleep(REBUILD_PAUSE)
+
+
+async def fire_indexed(w: Worker) -> None:
+    """Publish the due entries of the active partitions whose index is complete; the results of a scan that
+    straddled a rebalance are dropped."""
+    app = w.app
+    generation = app.consumer_generation_id
+    usable = [p for p in w.active_partitions() if p in w.indexed]
+    batch = collect_due(w.scanner, w.index, usable, w.clock.now(), w.clock.monotonic())
+    if app.consumer_generation_id != generation or app.rebalancing:
+        w.scanner.reset()
         return
-    partition = stale[0]
-    partitions = w.settings.kafka.partitions
-    rebuild_from_table(w.index, w.orders_table, partition, lambda key: partition_for(key, partitions) == partition)
-    for record in w.processor.writes.staged(partition):
+    await publish_firings(w.sink, batch)
+
+
+def rebuild_partition(w: Worker, partition: int) -> None:
+    """Rebuild ``partition``'s due index and, when they are missing, its funnel counters (:mod:`streams.stats`) from
+    the orders table and the staged writes, reading the table once (issue 12 P4: a restart reads a million records)."""
+    counting = partition not in w.stats.counted()
+    with w.index.rebuilding(partition) as build:
+        values = _indexed(build, _home_records(w, partition))
+        counted = w.stats.rebuild(partition, _contributions(values)) if counting else sum(1 for _ in values)
+    staged = {record.key: record for record in w.processor.writes.staged(partition)}
+    for record in staged.values():
         if record.next_due is not None:
             w.index.add(partition, index_key(record.next_due, record.key))
+        if counting:  # decided, not yet written: counted as written (the write follows)
+            w.stats.move(partition, w.processor.store.get(record.key, partition), record)
     w.scanner.forget([partition])
     w.indexed.add(partition)
-    if partition not in w.stats.counted():
-        _count(w, partition)
+    log.info(
+        "partition %d rebuilt from the orders table: %d order(s), %d scheduled%s",
+        partition,
+        counted,
+        build.count,
+        "; funnel counters too" if counting else "",
+    )
 
 
-def _count(w: Worker, partition: int) -> None:
-    """Rebuild ``partition``'s funnel counters from the orders table and the staged writes (:mod:`streams.stats`)."""
+def _home_records(w: Worker, partition: int) -> Iterator[tuple[bytes, bytes]]:
+    """The records of ``partition``'s store that belong there (an older version stored some on another partition:
+    their timers would fire on the wrong partition forever)."""
     partitions = w.settings.kafka.partitions
-    home = [
-        Contribution.from_json(record_json(value))
-        for key, value in rocks.partition_items(w.orders_table, partition)
-        if not key.startswith(b"__faust") and partition_for(key, partitions) == partition
-    ]
-    staged = {record.key: record for record in w.processor.writes.staged(partition)}
-    found = [c for c in home if c is not None]
-    count = w.stats.rebuild(partition, found)
-    for record in staged.values():  # decided, not yet written: counted as written (the write follows)
-        w.stats.move(partition, w.processor.store.get(record.key, partition), record)
-    log.info("funnel counters of partition %d rebuilt from the orders table: %d order(s)", partition, count)
+    for key, value in rocks.partition_items(w.orders_table, partition):
+        if not key.startswith(b"__faust") and partition_for(key, partitions) == partition:
+            yield key, value
+
+
+def _indexed(build: IndexBuild, records: Iterable[tuple[bytes, bytes]]) -> Iterator[bytes]:
+    """The stored value of each record, once ``build`` has its due entry."""
+    for key, value in records:
+        build.add(key, value)
+        yield value
+
+
+def _contributions(values: Iterable[bytes]) -> Iterator[Contribution]:
+    for value in values:
+        contribution = Contribution.from_json(record_json(value))
+        if contribution is not None:
+            yield contribution
 
 
 def _register_hooks(w: Worker) -> None:

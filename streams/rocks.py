@@ -1,10 +1,13 @@
-"""The one module that touches Faust's private RocksDB store internals (``table.data``: ``_dbs``, ``_key_index``,
+"""The one module that touches Faust's private RocksDB store internals (``table.data``: ``_dbs``,
 ``_db_for_partition``), pinning the assumptions in one place: raw bytes, one ``Rdict`` per partition.
 
 Why: Faust's public table API picks the partition from the *current stream event*. The orders agent writes a record
 only once the outputs of its event are confirmed (:class:`streams.orders.StagedWrites`), from a callback where the
 current event is another one, or none. So reads and writes name their partition explicitly here. The due index
 reads whole partitions (:mod:`streams.dueindex`); the web API reads one seller's orders (:func:`scan_from`).
+
+Faust's ``_key_index`` (an LRU cache of key -> partition) is not fed: it serves only Faust's own lookups without a
+partition (``table[key]`` outside an event), which this service never makes.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ class RawDB(Protocol):
 
     def iter(self, read_opt: Any) -> Any: ...
 
-    def items(self) -> Any: ...
+    def items(self, read_opt: Any = None) -> Any: ...
 
 
 def partition_stores(table: Any) -> dict[int, RawDB]:
@@ -42,10 +45,15 @@ def partition_store(table: Any, partition: int) -> RawDB:
 
 
 def partition_items(table: Any, partition: int) -> Iterator[tuple[bytes, bytes]]:
-    """Every (key, value) of ``partition``'s open store; nothing when it is not open here."""
+    """Every (key, value) of ``partition``'s open store; nothing when it is not open here.
+
+    A bulk read (the due index and the counters are rebuilt from it): it bypasses the block cache, which it would
+    otherwise fill with every block of the partition (measured: +100 MiB resident at a million orders)."""
     store = partition_stores(table).get(partition)
     if store is not None:
-        yield from store.items()
+        options = ReadOptions()
+        options.fill_cache(False)  # type: ignore[call-arg]  # the stub omits the flag the binding takes
+        yield from store.items(read_opt=options)
 
 
 def get(table: Any, partition: int, key: bytes) -> bytes | None:
@@ -54,12 +62,10 @@ def get(table: Any, partition: int, key: bytes) -> bytes | None:
 
 def put(table: Any, partition: int, key: bytes, value: bytes) -> None:
     partition_store(table, partition).put(key, value)
-    table.data._key_index[key] = partition
 
 
 def delete(table: Any, partition: int, key: bytes) -> None:
     partition_store(table, partition).delete(key)
-    table.data._key_index.pop(key, None)
 
 
 def scan_from(table: Any, partition: int, start: bytes, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:

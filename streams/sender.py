@@ -20,8 +20,12 @@ directly, so a 403 "not available" can be read as "already sent".
 
 * **Before a create call**, a :class:`SendStarted` is published and acknowledged: if this process dies after
   Amazon's 201 and before the result, the order still knows it may have been solicited (issue 9.4).
-* **Past its deadline**, a queued command is dropped without a call: quota goes to orders that can still make it.
-* **Earliest deadline first** across the seller's whole backlog.
+* **Earliest deadline first** across the seller's whole backlog, and **no quota on lost causes**: a command is
+  dropped without a call when its calls could not reach Amazon before its deadline, i.e. when the deadline comes
+  before ``now`` + the wait for its seller's bucket (the first call's operation) + the time a send takes once its
+  first call may go (twice the recent average, measured). Under sustained demand above the quota, the head of a
+  lane is always an order at the edge of its window; calling it anyway would spend a GET (and a POST answered
+  "outside the window") on an order that misses regardless, while the next order could still have been sent.
 
 Every published :class:`SendResult` is also reported to every :class:`SendObserver` (metrics, the alert signals), with
 the :class:`~streams.alerts.SellerProblem` when the result is a deferral that needs a person. An observer that raises
@@ -51,6 +55,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from connectors.clock import Clock
 from connectors.crypto import SecretKeyError, TokenCipher
 from connectors.spapi import (
+    OPERATION_CREATE,
+    OPERATION_GET,
     AccessDenied,
     AppCredentialsRejected,
     AuthorizationRevoked,
@@ -131,6 +137,13 @@ class SenderConfig(BaseModel):
 Ticket = tuple[int, int]
 """Where a command came from: (partition, offset) of ``send-commands``."""
 
+_WORK_SMOOTHING = 0.2
+"""Weight of the newest send in the running average of how long a send takes once its first call may go."""
+_WORK_MARGIN = 2.0
+"""A command must leave this many average send durations before its deadline (beyond its bucket's wait)."""
+_CALLED_TO_THE_END = frozenset({SendResultKind.SENT, SendResultKind.NOT_AVAILABLE, SendResultKind.OUTSIDE_WINDOW})
+"""Results of commands whose create call was answered: their duration is that of a whole send."""
+
 Done = Callable[[Ticket], None]
 """Called once per ticket when its command needs the topic no more: carried out (result published), replaced by a
 newer lease, dropped past its deadline, or held for a paused seller (whose lease brings it back)."""
@@ -191,6 +204,9 @@ class Sender:
         self._lanes: dict[str, _Lane] = {}
         self._seq = itertools.count()
         self._closed = False
+        self._dropped = 0
+        self._work_seconds: float | None = None
+        """Real seconds a send takes once its first call may go (running average; None before the first)."""
 
     # --- intake ---------------------------------------------------------------------------------------------
 
@@ -255,6 +271,10 @@ class Sender:
         """Sellers with a lane (idle lanes are dropped)."""
         return len(self._lanes)
 
+    def dropped(self) -> int:
+        """Commands dropped without a call because they could no longer make their deadline."""
+        return self._dropped
+
     async def close(self, grace: float = 10.0) -> None:
         """Stop taking commands; let a create call in flight finish (up to ``grace`` seconds), then stop every lane.
 
@@ -281,20 +301,42 @@ class Sender:
             queued.settled = True
             self.done((queued.partition, queued.offset))
 
-    def _next(self, lane: _Lane) -> _Queued | None:
-        """The queued command with the earliest deadline; commands whose deadline passed are dropped uncalled."""
-        now = self.clock.now()
+    def _next(self, lane: _Lane, seller: SellerRecord | None) -> tuple[_Queued, float] | None:
+        """The queued command with the earliest deadline that can still make it, and the real seconds its first call
+        waits for the seller's bucket; the commands ahead of it that cannot are dropped uncalled."""
         while lane.heap:
             head = heapq.heappop(lane.heap)
             queued = lane.commands.pop(head.order_key, None)
             if queued is None:
                 continue
-            if queued.command.deadline < now:
-                log.info("%s: its window closed while queued; dropped without a call", queued.command.key)
-                self._settle(queued)
-                continue
-            return queued
+            wait = self._quota_wait(queued.command, seller)
+            margin = _WORK_MARGIN * (self._work_seconds or 0.0)
+            if self.clock.now() + self._business(wait + margin) <= queued.command.deadline:
+                return queued, wait
+            log.info("%s: its window closes before its calls could reach Amazon; dropped uncalled", queued.command.key)
+            self._dropped += 1
+            self._settle(queued)
         return None
+
+    def _quota_wait(self, command: SendCommand, seller: SellerRecord | None) -> float:
+        """Real seconds until the command's first call may go by its seller's bucket; 0 when no call will be made."""
+        if seller is None or self.cipher is None:
+            return 0.0
+        client = self.client_for(seller.app)
+        if client is None:
+            return 0.0
+        operation = OPERATION_CREATE if command.maybe_sent else OPERATION_GET
+        return client.limiter.delay((seller.seller_id, operation))
+
+    def _learn(self, result: SendResult, seconds: float) -> None:
+        """Fold one whole send's duration (its bucket wait excluded) into the running average."""
+        if result.result not in _CALLED_TO_THE_END:
+            return
+        seconds = max(0.0, seconds)
+        if self._work_seconds is None:
+            self._work_seconds = seconds
+        else:
+            self._work_seconds += _WORK_SMOOTHING * (seconds - self._work_seconds)
 
     async def _hold(self, lane: _Lane) -> None:
         """The seller is paused: settle what is queued (leases bring it back) and wait for a registry change."""
@@ -311,19 +353,22 @@ class Sender:
                 if seller is not None and seller.policy.paused:
                     await self._hold(lane)
                     continue
-                queued = self._next(lane)
-                if queued is None:
+                chosen = self._next(lane, seller)
+                if chosen is None:
                     break
+                queued, wait = chosen
                 lane.busy = True
+                began = self.clock.monotonic()
                 try:
-                    await self._serve(queued, seller)
+                    result = await self._serve(queued, seller)
                 finally:
                     lane.busy = False
+                self._learn(result, self.clock.monotonic() - began - wait)
         finally:
             if not lane.commands and self._lanes.get(lane.seller_id) is lane:
                 del self._lanes[lane.seller_id]  # idle lanes hold no memory (fake SellerIds included)
 
-    async def _serve(self, queued: _Queued, seller: SellerRecord | None) -> None:
+    async def _serve(self, queued: _Queued, seller: SellerRecord | None) -> SendResult:
         command = queued.command
         started = self.clock.monotonic()
         problem: SellerProblem | None = None
@@ -337,6 +382,7 @@ class Sender:
         await self._publish(command, result, started)
         self._report(result, problem)
         self._settle(queued)
+        return result
 
     # --- one command: each step answers with the command's SendResult -------------------------------------------
 

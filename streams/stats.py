@@ -21,6 +21,7 @@ Sends, 429s and dead letters are not order state: :class:`RecentActivity` counts
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter, defaultdict, deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -71,7 +72,17 @@ class Contribution:
 
     @classmethod
     def from_json(cls, value: bytes) -> Contribution | None:
-        """From a stored record's JSON without validating the whole record (the rebuild reads every record)."""
+        """From a stored record's JSON without validating the whole record (the rebuild reads every record: a million
+        at a restart). The fields are picked out with one regular expression (:func:`_picked`, a third of the cost of
+        parsing, issue 12 P4); a record laid out otherwise (spaces, escapes, no history) is parsed in full."""
+        try:
+            picked = _picked(value)
+            return cls._parsed(value) if picked is None else cls.parts(*picked)
+        except ValueError:  # a date that is not one: unreadable, as in the full parse
+            return None
+
+    @classmethod
+    def _parsed(cls, value: bytes) -> Contribution | None:
         try:
             data = json.loads(value)
             return cls.parts(
@@ -110,6 +121,44 @@ def _iso_day(day: int) -> str:
 
 def _time(value: Any) -> datetime | None:
     return datetime.fromisoformat(value) if isinstance(value, str) else None
+
+
+_FIELDS = re.compile(rb'"(seller_id|marketplace_id|state|window_start|window_end|next_due)":("[^"\\]*"|null)')
+_ORDER = (b"seller_id", b"marketplace_id", b"state", b"window_start", b"window_end", b"next_due")
+"""The fields :func:`_picked` reads, in the order the record's model declares (and writes) them."""
+_HISTORY, _LAST_ENTRY, _AFTER_HISTORY = b',"history":[', b'{"at":"', b'],"applied_notifications":'
+Picked = tuple[str, str, str, datetime | None, datetime | None, datetime | None, datetime | None]
+
+
+def _picked(value: bytes) -> Picked | None:
+    """The arguments of :meth:`Contribution.parts` from a record as this service writes it (compact JSON, the fields
+    in :data:`_ORDER` before ``history``, a transition's ``at`` first), or None when it is laid out otherwise.
+
+    Sound because inside a JSON string every ``"`` is escaped: ``"state":"`` can only be a key; a field found twice
+    or out of order (a nested object a later version might add) sends the record to the full parse."""
+    head = value.find(_HISTORY)
+    if head < 0:
+        return None
+    pairs: list[tuple[bytes, bytes]] = _FIELDS.findall(value, 0, head)
+    if len(pairs) != len(_ORDER) or tuple(name for name, _ in pairs) != _ORDER:
+        return None
+    (_, seller), (_, marketplace), (_, state), (_, start), (_, end), (_, due) = pairs
+    if b"null" in (seller, marketplace, state):
+        return None
+    sent_at = None
+    if state == b'"sent"':
+        close = value.find(_AFTER_HISTORY, head)
+        last = value.rfind(_LAST_ENTRY, head, close) if close >= 0 else -1
+        if last < 0:
+            return None
+        last += len(_LAST_ENTRY)
+        sent_at = _time(value[last : value.index(b'"', last)].decode())
+    text = seller[1:-1].decode(), marketplace[1:-1].decode(), state[1:-1].decode()
+    return *text, _token_time(start), _token_time(end), _token_time(due), sent_at
+
+
+def _token_time(token: bytes) -> datetime | None:
+    return None if token == b"null" else datetime.fromisoformat(token[1:-1].decode())
 
 
 @dataclass
@@ -166,6 +215,9 @@ class PartitionStats:
 
     def __init__(self) -> None:
         self._partitions: dict[int, dict[Scope, Tally]] = {}
+        self._complete: set[int] = set()
+        """Partitions counted from their records since they came (a move alone does not make a partition complete:
+        the agent may move an order of a partition whose rebuild has not run yet)."""
 
     def move(self, partition: int, before: OrderRecord | None, after: OrderRecord | None) -> None:
         """An order's record changed from ``before`` to ``after`` (None: absent)."""
@@ -182,15 +234,17 @@ class PartitionStats:
         for contribution in contributions:
             self._apply(partition, contribution, +1)
             count += 1
+        self._complete.add(partition)
         return count
 
     def drop(self, partitions: Iterable[int]) -> None:
         for partition in partitions:
             self._partitions.pop(partition, None)
+            self._complete.discard(partition)
 
     def counted(self) -> set[int]:
-        """The partitions whose counters are complete."""
-        return set(self._partitions)
+        """The partitions whose counters are complete (rebuilt from their records since they came)."""
+        return set(self._complete)
 
     def snapshot(self, now: datetime, alert: AlertWindows | None = None) -> dict[str, dict[str, dict[str, Any]]]:
         """seller -> marketplace -> summary (:func:`summarize`) over this worker's partitions, JSON-ready."""

@@ -46,6 +46,7 @@ from .observe import CallObserved, CallObserver, LwaObserver, notify
 from .ratelimit import RateLimiter, Sleep
 from .responses import Denied, Transient, classify_actions, classify_create
 from .results import ActionsResult, CreateResult, NotAvailable
+from .transport import AiohttpTransport
 
 __all__ = [
     "OPERATION_CREATE",
@@ -100,8 +101,11 @@ class ClientConfig(BaseModel):
         default=1.0, gt=0, description="Requests/s per (seller, operation) until Amazon says otherwise."
     )
     burst: int = Field(default=5, ge=1, description="Burst per (seller, operation) until Amazon says otherwise.")
-    burst_headroom: int = Field(
-        default=1, ge=0, description="Tokens of Amazon's burst never used, so clock jitter cannot cause 429s."
+    burst_headroom: float | None = Field(
+        default=None,
+        ge=0,
+        description="Tokens of Amazon's burst never used, so that latency cannot cause 429s; unset: 0 for "
+        "Solicitations (its buckets refill only from Amazon's answer), 1 for getOrders and Notifications.",
     )
     throttle_slow_factor: float = Field(
         default=0.5, gt=0, le=1, description="After a 429, the bucket refills at rate x this factor ..."
@@ -111,6 +115,14 @@ class ClientConfig(BaseModel):
         default=300.0, ge=0, description="Replace an LWA access token this many seconds before it expires."
     )
     max_connections: int = Field(default=100, ge=1, description="HTTP connections of one client.")
+
+    def usable_burst(self, burst: float, *, refill_from_answer: bool) -> float:
+        """How much of Amazon's ``burst`` a client's bucket holds: ``burst_headroom`` less, by default none for a
+        bucket that refills only from Amazon's answer and one token for a bucket that refills from the send."""
+        headroom = self.burst_headroom
+        if headroom is None:
+            headroom = 0.0 if refill_from_answer else 1.0
+        return max(1.0, burst - headroom)
 
 
 class SolicitationsClient:
@@ -136,23 +148,23 @@ class SolicitationsClient:
         self._spapi_endpoint = spapi_endpoint or None
         self._rng = rng or random.Random()
         self._sleep = sleep
-        limits = httpx.Limits(
-            max_connections=self._config.max_connections, max_keepalive_connections=self._config.max_connections
-        )
-        self._http = httpx.AsyncClient(
-            transport=transport,
+        # aiohttp's pool: httpx's own cost ~6x the CPU per call with many sellers in flight (issue 12 P3).
+        self._transport = transport or AiohttpTransport(max_connections=self._config.max_connections)
+        self._headers = {"user-agent": user_agent(), "accept": "*/*", "accept-encoding": "gzip, deflate"}
+        self._http = httpx.AsyncClient(  # the LWA exchanges; SP-API calls go straight to the transport
+            transport=self._transport,
             timeout=self._config.request_timeout,
-            limits=limits,
             headers={"user-agent": user_agent()},
             follow_redirects=False,
         )
         self._limiter = RateLimiter(
             rate=self._config.rate,
-            burst=max(1, self._config.burst - self._config.burst_headroom),
+            burst=self._config.usable_burst(self._config.burst, refill_from_answer=True),
             monotonic=clock.monotonic,
             sleep=sleep,
             slow_factor=self._config.throttle_slow_factor,
             slow_seconds=self._config.throttle_slow_seconds,
+            hold_until_answered=True,
         )
         self._tokens = LwaTokenCache(
             http=self._http,
@@ -281,17 +293,29 @@ class SolicitationsClient:
                 retry_after=wait,
                 maybe_sent=maybe_sent,
             )
+        try:
+            return await self._send(key, method, url, marketplace_id, token, deadline, classify)
+        finally:
+            self._limiter.answered(key)
+
+    async def _send(
+        self,
+        key: tuple[str, str],
+        method: Literal["GET", "POST"],
+        url: str,
+        marketplace_id: str,
+        token: AccessToken,
+        deadline: float,
+        classify: Callable[[httpx.Response], _R | Transient | Denied],
+    ) -> _R | Transient | Denied:
+        """The HTTP request of one attempt, its token already taken."""
         remaining = deadline - self._clock.monotonic()
         if remaining <= 0:
             return Transient(status=None, request_id=None, reason="deadline reached while waiting for the rate limit")
         sent_at = self._clock.monotonic()
         try:
-            response = await self._http.request(
-                method,
-                url,
-                params={"marketplaceIds": marketplace_id},
-                headers={"x-amz-access-token": token.value.get_secret_value()},
-                timeout=min(self._config.request_timeout, remaining),
+            response = await self._exchange(
+                method, url, marketplace_id, token, min(self._config.request_timeout, remaining)
             )
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             # Nothing reached Amazon: safe to retry, never ambiguous.
@@ -307,6 +331,25 @@ class SolicitationsClient:
         if isinstance(outcome, Transient) and outcome.throttled:
             self._limiter.throttled(key)
         return outcome
+
+    async def _exchange(
+        self, method: str, url: str, marketplace_id: str, token: AccessToken, seconds: float
+    ) -> httpx.Response:
+        """One HTTP exchange straight through the transport, the body read: httpx's client pipeline (auth, redirects,
+        cookies, none of which SP-API calls use) cost as much CPU as the exchange itself (issue 12 P3)."""
+        request = httpx.Request(
+            method,
+            url,
+            params={"marketplaceIds": marketplace_id},
+            headers={**self._headers, "x-amz-access-token": token.value.get_secret_value()},
+            extensions={"timeout": httpx.Timeout(seconds).as_dict()},
+        )
+        response = await self._transport.handle_async_request(request)
+        try:
+            await response.aread()
+        finally:
+            await response.aclose()
+        return response
 
     def _observed(self, key: tuple[str, str], status: int | None, sent_at: float) -> None:
         """Tell the observer about one HTTP attempt of ``key`` = (seller, operation)."""

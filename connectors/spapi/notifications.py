@@ -133,7 +133,7 @@ class NotificationsClient:
         )
         self._limiter = RateLimiter(
             rate=NOTIFICATIONS_RATE,
-            burst=max(1, NOTIFICATIONS_BURST - self._config.burst_headroom),
+            burst=self._config.usable_burst(NOTIFICATIONS_BURST, refill_from_answer=False),
             monotonic=clock.monotonic,
             sleep=sleep,
             slow_factor=self._config.throttle_slow_factor,

@@ -201,7 +201,7 @@ class OrdersClient:
         )
         self._limiter = RateLimiter(
             rate=rate,
-            burst=max(1, burst - self._config.burst_headroom),
+            burst=self._config.usable_burst(burst, refill_from_answer=False),
             monotonic=clock.monotonic,
             sleep=sleep,
             slow_factor=self._config.throttle_slow_factor,

@@ -12,6 +12,15 @@ sliding-window log, not Amazon's token bucket, and would either exceed or under-
 pure arithmetic over a ``monotonic()`` source (real elapsed time: Amazon's limits are per real second, so a
 simulated business clock never touches them).
 
+Where Amazon's bucket starts: an idle seller's bucket at Amazon is full and starts refilling only once our request
+*reaches* Amazon, which may be up to a round trip after we sent it (a busy event loop, the network). A client that
+counted refill from the send would be ahead of Amazon by that much for as long as the seller stays busy, and a
+throttled start (hundreds of sellers at once) turned that into 429s minutes later. So a limiter built with
+``hold_until_answered`` credits no refill to a bucket emptied from full until that request is answered
+(:meth:`RateLimiter.answered`), and after any answer holds at most ``burst - 1`` tokens (a bucket nearly full when
+the request left may have been full at Amazon until it arrived): the count can then only lag Amazon's, and the
+burst can be used whole (issue 12).
+
 Reservations instead of polling: a caller *reserves* the next token and is told how long to wait; the bucket's
 level may go negative, each negative unit being a caller already queued. Waits are therefore FIFO per key,
 computed once, and one key's queue never delays another key (each waiter sleeps on its own).
@@ -34,6 +43,9 @@ from dataclasses import dataclass
 
 __all__ = ["RateLimiter", "Sleep", "TokenBucket"]
 
+_HELD_POLL = 0.05
+"""Seconds between looks at a bucket still held when a waiter's token should have come."""
+
 Sleep = Callable[[float], Awaitable[None]]
 """How to wait (``asyncio.sleep`` in production; tests pass one that advances a fake clock)."""
 
@@ -54,6 +66,14 @@ class TokenBucket:
     slow_factor: float = 1.0
     waiters: int = 0
     """Callers sleeping on a reservation; they hold this bucket to refund it, so it must not be replaced."""
+    held_since: float | None = None
+    """A request took a token from the full bucket then and is not answered yet: no refill is credited meanwhile."""
+    held_back: float = 0.0
+    """Seconds of refill held back so far; every token reserved before a hold ends comes that much later."""
+
+    @property
+    def held(self) -> bool:
+        return self.held_since is not None
 
     @classmethod
     def full(cls, *, rate: float, burst: float, now: float) -> TokenBucket:
@@ -71,6 +91,9 @@ class TokenBucket:
         return slow_span * self.rate * self.slow_factor + fast_span * self.rate
 
     def _refill(self, now: float) -> None:
+        if self.held_since is not None:
+            self.updated = max(self.updated, now)
+            return
         if now > self.updated:
             self.tokens = min(self.burst, self.tokens + self._earned(self.updated, now))
             self.updated = now
@@ -91,7 +114,7 @@ class TokenBucket:
 
         Read-only (no refill), so that looking does not count as use: ``updated`` stays the time of the last use.
         """
-        if now < self.slowed_until:
+        if now < self.slowed_until or self.held:
             return False
         return self.tokens + self._earned(self.updated, now) >= self.burst
 
@@ -100,13 +123,27 @@ class TokenBucket:
         self._refill(now)
         return self._time_to_earn(1.0 - self.tokens, now)
 
-    def reserve(self, now: float, max_wait: float = math.inf) -> float | None:
-        """Take the next token; return how long to wait for it, or ``None`` (nothing taken) if over ``max_wait``."""
+    def reserve(self, now: float, max_wait: float = math.inf, *, hold: bool = False) -> float | None:
+        """Take the next token; return how long to wait for it, or ``None`` (nothing taken) if over ``max_wait``.
+
+        With ``hold``, taking from a full bucket stops its refill until :meth:`answered`."""
         wait = self.delay(now)
         if wait > max_wait:
             return None
+        if hold and self.tokens >= self.burst:
+            self.held_since = now
         self.tokens -= 1.0
         return wait
+
+    def answered(self, now: float) -> None:
+        """A request was answered (or failed): a bucket it emptied from full refills from now on, and none holds more
+        than ``burst - 1``, since Amazon may have taken that request's token only now, from a bucket it kept full."""
+        if self.held_since is not None:
+            self.held_back += max(0.0, now - self.held_since)
+            self.held_since = None
+            self.updated = now
+        self._refill(now)
+        self.tokens = min(self.tokens, self.burst - 1.0)
 
     def refund(self, now: float) -> None:
         """Give back a reserved token whose request was never sent (its waiter was cancelled)."""
@@ -142,6 +179,7 @@ class RateLimiter:
         slow_seconds: float = 10.0,
         sweep_interval: float = 60.0,
         adapted_idle: float = 3600.0,
+        hold_until_answered: bool = False,
     ) -> None:
         if not 0 < slow_factor <= 1:
             raise ValueError("slow_factor must be in (0, 1]")
@@ -154,6 +192,8 @@ class RateLimiter:
         self._buckets: dict[Hashable, TokenBucket] = {}
         self._sweep_interval = sweep_interval
         self._adapted_idle = adapted_idle
+        self._hold = hold_until_answered
+        """Every acquire must then be followed by :meth:`answered` for the same key (see the module docstring)."""
         self._next_sweep = monotonic() + sweep_interval
 
     @property
@@ -199,18 +239,46 @@ class RateLimiter:
         Only this caller sleeps; callers of other keys proceed meanwhile. A cancelled waiter gives its token back.
         """
         bucket = self.bucket(key)
-        wait = bucket.reserve(self._monotonic(), max_wait)
+        reserved_at = self._monotonic()
+        wait = bucket.reserve(reserved_at, max_wait, hold=self._hold)
         if wait is None or wait <= 0:
             return wait
         bucket.waiters += 1
         try:
-            await self._sleep(wait)
+            wait = await self._sleep_for_token(bucket, reserved_at, wait)
         except asyncio.CancelledError:
             bucket.refund(self._monotonic())
             raise
         finally:
             bucket.waiters -= 1
         return wait
+
+    async def _sleep_for_token(self, bucket: TokenBucket, reserved_at: float, wait: float) -> float:
+        """Sleep until the reserved token is due, later by any refill held back meanwhile; return the seconds slept.
+
+        A hold that ends after the reservation moves every reserved token by its length; while one lasts, its end
+        (the answer) is unknown, so the waiter looks again at least every ``_HELD_POLL`` seconds."""
+        seen = bucket.held_back
+        due = reserved_at + wait
+        await self._sleep(wait)
+        while True:
+            now = self._monotonic()
+            shift = bucket.held_back - seen
+            held_since = bucket.held_since
+            if held_since is not None and due + shift > held_since:
+                shift += now - held_since  # held since before our token was due: it is late by at least this
+            else:
+                held_since = None  # no hold, or one that began after our token was earned
+            remaining = due + shift - now
+            if remaining <= 0 and held_since is None:
+                return now - reserved_at
+            await self._sleep(max(remaining, _HELD_POLL) if held_since is not None else remaining)
+
+    def answered(self, key: Hashable) -> None:
+        """The request sent for ``key`` was answered or failed (see :meth:`TokenBucket.answered`)."""
+        bucket = self._buckets.get(key)
+        if bucket is not None:
+            bucket.answered(self._monotonic())
 
     def observe_limit(self, key: Hashable, header: str | None) -> None:
         """Adapt ``key``'s rate to an ``x-amzn-RateLimit-Limit`` header value, when present and numeric."""

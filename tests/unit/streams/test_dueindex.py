@@ -213,3 +213,173 @@ def test_tombstones_at_the_head_are_walked_once_not_every_tick(db: Any) -> None:
     db.put(earlier, b"")
     scanner.scheduled(0, earlier)
     assert earlier in [e.key for e in scanner.due(0, db, NOW + timedelta(minutes=3), monotonic=2.0)]
+
+
+# --- issue 12 P4: a million orders at a restart: bounded memory, one read of the table ----------------------------
+
+
+def test_a_rebuilt_index_leaves_no_entry_in_memory(tmp_path: Path) -> None:
+    # The default write buffer (64 MiB a partition) kept every rebuilt entry in the memtable: ~70 MiB a million.
+    from streams.dueindex import LocalDueIndex
+
+    index = LocalDueIndex(tmp_path / "due-index")
+    records = [stored(f"S/{i}", NOW + timedelta(minutes=i)) for i in range(25_000)]
+    assert index.rebuild(0, records) == 25_000
+    db = index.db(0)
+    assert db.property_int_value("rocksdb.num-entries-active-mem-table") == 0
+    assert db.property_int_value("rocksdb.num-entries-imm-mem-tables") == 0
+    assert len(DueScanner(budget=30_000).due(0, db, NOW + timedelta(days=30), monotonic=0.0)) == 25_000
+    index.close()
+
+
+class ReadCounting:
+    """A partition store of the orders table that counts its full reads."""
+
+    def __init__(self, db: Any) -> None:
+        self.db, self.reads = db, 0
+
+    def items(self, read_opt: Any = None) -> Any:
+        self.reads += 1
+        return self.db.items(read_opt=read_opt)
+
+
+def faust_like_store(path: Path) -> Any:
+    """A store opened as Faust opens a table partition: its own block cache."""
+    from rocksdict import BlockBasedOptions, Cache
+
+    options = Options(raw_mode=True)
+    options.create_if_missing(True)
+    table = BlockBasedOptions()
+    table.set_block_cache(Cache(16 << 20))
+    options.set_block_based_table_factory(table)
+    return Rdict(str(path), options=options)
+
+
+def test_a_bulk_read_of_the_orders_table_leaves_its_block_cache_empty(tmp_path: Path) -> None:
+    # Reading every record through the cache filled each partition's cache: +100 MiB resident at a million orders.
+    from types import SimpleNamespace
+
+    from streams import rocks
+
+    store = faust_like_store(tmp_path / "orders-0.db")
+    for i in range(5_000):
+        store.put(*stored(f"S/{i}", NOW))
+    store.flush()
+    table = SimpleNamespace(data=SimpleNamespace(_dbs={0: store}))
+    assert sum(1 for _ in rocks.partition_items(table, 0)) == 5_000
+    assert store.property_int_value("rocksdb.block-cache-usage") < 64 << 10  # index and filter blocks at most
+    assert list(rocks.partition_items(table, 1)) == []  # not open here
+    store.close()
+
+
+def rebuild_worker(tmp_path: Path, store: Any, partitions: int, staged: list[Any]) -> Any:
+    from types import SimpleNamespace
+
+    from streams.dueindex import LocalDueIndex
+    from streams.stats import PartitionStats
+
+    return SimpleNamespace(
+        settings=SimpleNamespace(kafka=SimpleNamespace(partitions=partitions)),
+        orders_table=SimpleNamespace(data=SimpleNamespace(_dbs={0: store})),
+        index=LocalDueIndex(tmp_path / "due-index"),
+        stats=PartitionStats(),
+        processor=SimpleNamespace(
+            writes=SimpleNamespace(staged=lambda partition: staged),
+            store=SimpleNamespace(get=lambda key, partition: None),
+        ),
+        scanner=DueScanner(),
+        indexed=set(),
+    )
+
+
+def test_a_partition_s_index_and_counters_are_rebuilt_from_one_read_of_the_table(tmp_path: Path) -> None:
+    from streams.agents import rebuild_partition
+    from streams.orders import partition_for
+
+    keys = [f"S/{i}" for i in range(400)]
+    home = [k for k in keys if partition_for(k.encode(), 4) == 0]
+    foreign = next(k for k in keys if partition_for(k.encode(), 4) != 0)  # stored there by an older version
+    store = faust_like_store(tmp_path / "orders-0.db")
+    for key in [*home, foreign]:
+        store.put(*stored(key, NOW - timedelta(minutes=1)))
+    store.put(b"__faust\x00offset__", b"42")
+    counting = ReadCounting(store)
+    staged_key = next(k for k in (f"S/staged-{i}" for i in range(100)) if partition_for(k.encode(), 4) == 0)
+    staged = [_record(staged_key, NOW - timedelta(minutes=2))]  # decided, its write not confirmed yet
+    w = rebuild_worker(tmp_path, counting, 4, staged)
+    w.scanner.cursor(0).hint = upper_bound(NOW)  # a hint from before the rebuild must not hide anything
+
+    rebuild_partition(w, 0)
+    assert counting.reads == 1
+    due = {e.order_key for e in w.scanner.due(0, w.index.db(0), NOW, monotonic=0.0)}
+    assert due == {*home, staged_key}
+    assert 0 in w.indexed and w.stats.counted() == {0}
+    assert w.stats.snapshot(NOW)["S"]["ATVPDKIKX0DER"]["funnel"]["shipped"] == len(home) + 1  # foreign left out
+    rebuild_partition(w, 0)  # the periodic sweep: the counters stay as they are, the index is rebuilt
+    assert counting.reads == 2 and w.stats.counted() == {0}
+    w.index.close()
+    store.close()
+
+
+def _record(key: str, due: datetime | None) -> Any:
+    from streams.orders import decode_record
+
+    return decode_record(stored(key, due)[1])
+
+
+def test_a_tick_rebuilds_stale_partitions_one_at_a_time_firing_after_each_until_a_rebalance(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import asyncio
+    from types import SimpleNamespace
+
+    from streams import agents
+
+    events: list[str] = []
+    app = SimpleNamespace(rebalancing=False, in_recovery=False)
+
+    def rebuild(w: Any, partition: int) -> None:
+        events.append(f"rebuild {partition}")
+        w.indexed.add(partition)
+        app.rebalancing = partition == 2  # a rebalance begins while partition 2 is rebuilt
+
+    async def fire(w: Any) -> None:
+        events.append(f"fire {sorted(w.indexed)}")
+
+    async def pause(seconds: float) -> None:
+        events.append(f"pause {seconds}")
+
+    monkeypatch.setattr(agents, "rebuild_partition", rebuild)
+    monkeypatch.setattr(agents, "fire_indexed", fire)
+    monkeypatch.setattr(agents.asyncio, "sleep", pause)
+    ready = asyncio.Event()
+    ready.set()
+    w = SimpleNamespace(app=app, ready=ready, indexed={1}, active_partitions=lambda: [0, 1, 2, 3])
+    asyncio.run(agents.timer_tick(w))
+    pause_s = f"pause {agents.REBUILD_PAUSE}"
+    assert events == ["rebuild 0", "fire [0, 1]", pause_s, "rebuild 2", "fire [0, 1, 2]", pause_s]  # then: not steady
+    events.clear()
+    app.rebalancing = False
+    asyncio.run(agents.timer_tick(w))
+    assert events == ["rebuild 3", "fire [0, 1, 2, 3]"]
+    events.clear()
+    asyncio.run(agents.timer_tick(w))
+    assert events == ["fire [0, 1, 2, 3]"]  # nothing stale: an ordinary tick
+
+
+def test_the_partition_check_hashes_keys_as_kafka_does() -> None:
+    # The rebuild checks every stored key's partition; murmur2 is computed four bytes at a time (issue 12 P4).
+    import random
+
+    from aiokafka.partitioner import murmur2 as kafkas
+
+    from streams.orders import murmur2, partition_for
+
+    rng = random.Random(7)
+    for length in [*range(12), *range(12, 200, 7)]:
+        for _ in range(50):
+            key = rng.randbytes(length)
+            assert murmur2(key) == kafkas(key) & 0xFFFFFFFF
+            assert partition_for(key, 12) == (kafkas(key) & 0x7FFFFFFF) % 12
+    key = b"A3TH9S8BH6GOGM/903-8868176-2219830"
+    assert partition_for(key, 12) == (kafkas(key) & 0x7FFFFFFF) % 12
