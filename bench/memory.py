@@ -1,6 +1,7 @@
 """Issue 12 P4: a worker's memory with a million tracked orders, its recovery from the changelog and its restart.
 
-    .venv/bin/python -m bench.memory [--orders 1000000] [--partitions 12] [--sellers 200]
+    .venv/bin/python -m bench.memory [--orders 1000000] [--partitions 12] [--sellers 200] [--restarts 3]
+        [--lookups 20000] [--keep DIR]
 
 Writes ``--orders`` order records (shipped or waiting, next check 1-30 days ahead, across ``--sellers`` sellers)
 straight into the ``orders`` table's changelog topic of a fresh app id, in the stored format
