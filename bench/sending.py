@@ -135,7 +135,17 @@ _SERVE = """
 import asyncio, sys
 from connectors.clock import SystemClock
 from devstack.sandbox import SandboxConfig, serve
-asyncio.run(serve(SandboxConfig(), clock=SystemClock(), host="127.0.0.1", port=int(sys.argv[1])))
+
+async def main():
+    # Serve until the bench closes our stdin, or is gone (then stdin closes too): no orphan keeps the port.
+    loop = asyncio.get_running_loop()
+    stdin = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stdin), sys.stdin)
+    server = asyncio.create_task(serve(SandboxConfig(), clock=SystemClock(), host="127.0.0.1", port=int(sys.argv[1])))
+    await asyncio.wait({server, asyncio.create_task(stdin.read())}, return_when=asyncio.FIRST_COMPLETED)
+    server.cancel()
+
+asyncio.run(main())
 """
 
 
@@ -193,15 +203,20 @@ async def sandbox_process() -> AsyncIterator[ProcessSandbox]:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    child = await asyncio.create_subprocess_exec(sys.executable, "-c", _SERVE, str(port))
+    child = await asyncio.create_subprocess_exec(sys.executable, "-c", _SERVE, str(port), stdin=asyncio.subprocess.PIPE)
     try:
         async with aiohttp.ClientSession() as http:
             sandbox = ProcessSandbox(port, http)
             await _until_healthy(http, sandbox.url)
             yield sandbox
     finally:
-        child.terminate()
-        async with asyncio.timeout(10):
+        assert child.stdin is not None
+        child.stdin.close()
+        try:
+            async with asyncio.timeout(10):
+                await child.wait()
+        except TimeoutError:
+            child.kill()
             await child.wait()
 
 
