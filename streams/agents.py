@@ -28,6 +28,7 @@ from connectors.kafka import TopicFollower, group_offsets
 from streams import rocks
 from streams.alert_feed import AlertPublisher
 from streams.app import Worker, acknowledge, anchor, release, seek_back
+from streams.checkpoint import restore_partition, seal_partitions
 from streams.delivery import ack_when_delivered, handle_with_retries, stop_worker
 from streams.dueindex import DueEntry, DueFiring, IndexBuild, collect_due, index_key
 from streams.orders import Handled, PendingWrite, partition_for, record_json
@@ -222,11 +223,22 @@ async def fire_indexed(w: Worker) -> None:
 
 def rebuild_partition(w: Worker, partition: int) -> None:
     """Rebuild ``partition``'s due index and, when they are missing, its funnel counters (:mod:`streams.stats`) from
-    the orders table and the staged writes, reading the table once (issue 12 P4: a restart reads a million records)."""
+    the orders table and the staged writes, reading the table once (issue 12 P4: a restart reads a million records);
+    after a clean shutdown, both come from the partition's checkpoint instead (:mod:`streams.checkpoint`)."""
     counting = partition not in w.stats.counted()
-    with w.index.rebuilding(partition) as build:
-        values = _indexed(build, _home_records(w, partition))
-        counted = w.stats.rebuild(partition, _contributions(values)) if counting else sum(1 for _ in values)
+    if counting and _restored(w, partition):
+        log.info("partition %d: due index and funnel counters kept from the last clean shutdown", partition)
+    else:
+        with w.index.rebuilding(partition) as build:
+            values = _indexed(build, _home_records(w, partition))
+            counted = w.stats.rebuild(partition, _contributions(values)) if counting else sum(1 for _ in values)
+        log.info(
+            "partition %d rebuilt from the orders table: %d order(s), %d scheduled%s",
+            partition,
+            counted,
+            build.count,
+            "; funnel counters too" if counting else "",
+        )
     staged = {record.key: record for record in w.processor.writes.staged(partition)}
     for record in staged.values():
         if record.next_due is not None:
@@ -235,13 +247,34 @@ def rebuild_partition(w: Worker, partition: int) -> None:
             w.stats.move(partition, w.processor.store.get(record.key, partition), record)
     w.scanner.forget([partition])
     w.indexed.add(partition)
-    log.info(
-        "partition %d rebuilt from the orders table: %d order(s), %d scheduled%s",
+
+
+def _restored(w: Worker, partition: int) -> bool:
+    return restore_partition(
+        w.index,
+        w.stats,
         partition,
-        counted,
-        build.count,
-        "; funnel counters too" if counting else "",
+        offset_of=functools.partial(rocks.persisted_offset, w.orders_table),
+        partition_count=w.settings.kafka.partitions,
     )
+
+
+def seal_on_shutdown(w: Worker) -> None:
+    """At a clean shutdown, streams drained, tables still open: checkpoint every active partition whose index and
+    counters are complete and that has no decided write still waiting (:mod:`streams.checkpoint`)."""
+    ready = [
+        p
+        for p in w.active_partitions()
+        if p in w.indexed and p in w.stats.counted() and not w.processor.writes.staged(p)
+    ]
+    sealed = seal_partitions(
+        w.index,
+        w.stats,
+        ready,
+        offset_of=functools.partial(rocks.persisted_offset, w.orders_table),
+        partition_count=w.settings.kafka.partitions,
+    )
+    log.info("checkpointed the due index and counters of %d partition(s) for the next start", len(sealed))
 
 
 def _home_records(w: Worker, partition: int) -> Iterator[tuple[bytes, bytes]]:
@@ -292,6 +325,8 @@ def _register_hooks(w: Worker) -> None:
             w.guard.assigned(await group_offsets(w.settings.kafka, w.settings.worker.app_id, sources))
         except Exception as exc:  # without them the guard cannot vouch for the partitions: read them again
             stop_worker(f"the committed offsets of the assigned partitions could not be read: {exc}")
+
+    app.before_tables_stop.append(functools.partial(seal_on_shutdown, w))
 
     @app.on_before_shutdown.connect  # type: ignore[arg-type]
     async def close_resources(sender: Any, *args: Any, **kwargs: Any) -> None:

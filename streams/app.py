@@ -162,7 +162,7 @@ class Worker:
     settings: Settings
     clock: Clock
     """The process's one clock: every part of the worker reads time from it."""
-    app: faust.App
+    app: ServiceApp
     topics: Topics
     orders_table: TableT[bytes, bytes]
     index: LocalDueIndex
@@ -302,14 +302,35 @@ async def seek_back(app: faust.App, topic: str, partition: int, offset: int) -> 
     await app.consumer.seek(TP(topic, partition), offset)
 
 
-def build_app(settings: Settings) -> faust.App:
+def build_app(settings: Settings) -> ServiceApp:
     """The Faust app: at-least-once, RocksDB tables, our Kafka settings, our web API only; acknowledgements only
     from our agents (:func:`harden_faust`).
 
     Its consumer, producer and topic creation connect as every other client does: the same addresses, TLS and SASL
     settings (``broker_credentials`` from :meth:`connectors.kafka.KafkaConnection.faust_credentials`)."""
     harden_faust()
-    return faust.App(settings.worker.app_id, **faust_options(settings))
+    return ServiceApp(settings.worker.app_id, **faust_options(settings))
+
+
+class ServiceApp(faust.App):
+    """Faust's app with one more moment to act at a clean shutdown: ``before_tables_stop`` callbacks run once the
+    streams are drained (every event started is acknowledged, or the consumer stopped) and before the tables are
+    closed. Faust has no signal there (``on_before_shutdown`` comes after the tables are closed); the override of
+    its private ``_consumer_wait_empty`` (called at shutdown and at a rebalance) is pinned by a test
+    (tests/unit/streams/test_checkpoint.py)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.before_tables_stop: list[Callable[[], None]] = []
+
+    async def _consumer_wait_empty(self, consumer: Any, logger: Any) -> None:
+        await super()._consumer_wait_empty(consumer, logger)
+        if self.should_stop:
+            for callback in self.before_tables_stop:
+                try:
+                    callback()
+                except Exception:  # a checkpoint not written costs a rebuild at the next start, nothing else
+                    log.exception("a shutdown step before the tables close failed")
 
 
 def faust_options(settings: Settings) -> dict[str, Any]:

@@ -9,7 +9,8 @@ RocksDB orders keys bytewise, so the index is sorted by due time.
   a partition's index from the table's store by reading those eight bytes, after the partition was assigned and
   recovered, and again by a periodic sweep (the worker reads the table once for this and its funnel counters:
   ``streams.agents.rebuild_partition``). A crash between a record's write and its index write therefore cannot
-  leave an order that never fires (issue 9.2), and the index costs no Kafka send per event.
+  leave an order that never fires (issue 9.2), and the index costs no Kafka send per event. After a clean shutdown
+  the rebuild is skipped while the partition's checkpoint still describes the table (:mod:`streams.checkpoint`).
 * **Memory.** A partition's store keeps little in memory (1 MiB memtables, one 8 MiB block cache for all partitions;
   a rebuild writes in batches and ends with a flush), so a million scheduled orders live on disk, not in RAM.
 * **Writes** happen in the orders agent: when an order's ``next_due`` changes, its old index key is deleted and the
@@ -36,13 +37,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from rocksdict import BlockBasedOptions, Cache, Options, Rdict, WriteBatch
+from rocksdict import BlockBasedOptions, Cache, Options, Rdict, WriteBatch, WriteOptions
 
 from statemachine import TimerFired
 from streams.rocks import RawDB
 
 PREFIX = b"\x01"
 _U64 = struct.Struct(">Q")
+
+CHECKPOINT_KEY = b"\x00checkpoint"
+"""Key of a partition's checkpoint in its index store (:mod:`streams.checkpoint`); it sorts before every entry, so a
+scan (which starts at :data:`PREFIX`) never sees it."""
 
 RECORD_V2 = b"\x02"
 """First byte of a stored order record: ``0x02 ‖ be64(next_due in ms, 0 = none) ‖ JSON`` (``streams.orders``)."""
@@ -230,6 +235,8 @@ class LocalDueIndex:
         self.root = root
         self._dbs: dict[int, Any] = {}
         self._cache: Cache | None = None
+        self._sealed: set[int] = set()
+        """Partitions whose store holds a checkpoint: the first change to the partition deletes it."""
 
     def db(self, partition: int) -> Any:
         """The store of ``partition`` (opened on first use)."""
@@ -237,6 +244,29 @@ class LocalDueIndex:
         if found is None:
             self.root.mkdir(parents=True, exist_ok=True)
             found = self._dbs[partition] = Rdict(str(self.root / f"p{partition}"), options=self._options())
+            if found.get(CHECKPOINT_KEY) is not None:
+                self._sealed.add(partition)
+        return found
+
+    def seal(self, partition: int, checkpoint: bytes) -> None:
+        """Keep ``checkpoint`` with ``partition``'s index until the partition changes (:mod:`streams.checkpoint`)."""
+        self.db(partition).put(CHECKPOINT_KEY, checkpoint, write_opt=_synced())
+        self._sealed.add(partition)
+
+    def unseal(self, partition: int) -> None:
+        """``partition`` is about to change (its index or its records): its checkpoint, if any, no longer holds.
+
+        The delete is synced to disk before the change is made, so no crash can leave a checkpoint that describes a
+        partition other than the one on disk."""
+        db = self.db(partition)  # opening the store finds its checkpoint
+        if partition in self._sealed:
+            db.delete(CHECKPOINT_KEY, write_opt=_synced())
+            self._sealed.discard(partition)
+
+    def take_checkpoint(self, partition: int) -> bytes | None:
+        """``partition``'s checkpoint, deleted from the store as it is read (None: there is none)."""
+        found: bytes | None = self.db(partition).get(CHECKPOINT_KEY)
+        self.unseal(partition)
         return found
 
     def _options(self) -> Options:
@@ -255,16 +285,19 @@ class LocalDueIndex:
         return options
 
     def add(self, partition: int, key: bytes) -> None:
+        self.unseal(partition)
         self.db(partition)[key] = b""
 
     def remove(self, partition: int, key: bytes) -> None:
+        self.unseal(partition)
         self.db(partition).delete(key)
 
     def drop(self, partition: int) -> None:
-        """Forget ``partition``'s index (its store is removed from disk)."""
+        """Forget ``partition``'s index (its store, with its checkpoint, is removed from disk)."""
         db = self._dbs.pop(partition, None)
         if db is not None:
             db.close()
+        self._sealed.discard(partition)
         shutil.rmtree(self.root / f"p{partition}", ignore_errors=True)
 
     @contextmanager
@@ -291,6 +324,13 @@ class LocalDueIndex:
         for db in self._dbs.values():
             db.close()
         self._dbs.clear()
+        self._sealed.clear()
+
+
+def _synced() -> WriteOptions:
+    options = WriteOptions()
+    options.sync = True
+    return options
 
 
 def collect_due(

@@ -142,10 +142,12 @@ class TableStore:
 
     def put(self, record: OrderRecord, partition: int) -> Delivery:
         key, value = record.key.encode(), encode_record(record)
+        self.index.unseal(partition)  # the partition's checkpoint describes the records before this write
         rocks.put(self.orders, partition, key, value)
         return cast(Delivery, self.orders.send_changelog(partition, key, value))
 
     def delete(self, key: str, partition: int) -> Delivery:
+        self.index.unseal(partition)
         rocks.delete(self.orders, partition, key.encode())
         return cast(Delivery, self.orders.send_changelog(partition, key.encode(), None, value_serializer="raw"))
 

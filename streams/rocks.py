@@ -82,3 +82,12 @@ def scan_from(table: Any, partition: int, start: bytes, prefix: bytes) -> Iterat
             break
         yield key, it.value()
         it.next()
+
+
+def persisted_offset(table: Any, partition: int) -> int | None:
+    """The offset of the last changelog record of ``partition`` that the table's store holds (Faust keeps it in the
+    store, moves it with each confirmed changelog write and each record recovered): None before the first."""
+    from faust.types import TP
+
+    offset: int | None = table.data.persisted_offset(TP(table.changelog_topic.get_topic_name(), partition))
+    return offset

@@ -197,6 +197,21 @@ class Tally:
     def empty(self) -> bool:
         return not self.states
 
+    def to_json(self) -> dict[str, dict[str, int]]:
+        """The counters, JSON-ready (day and hour keys as strings)."""
+        return {name: {str(key): n for key, n in getattr(self, name).items()} for name in TALLY_FIELDS}
+
+    @classmethod
+    def from_json(cls, data: dict[str, dict[str, int]]) -> Tally:
+        """The inverse of :meth:`to_json`; ValueError, KeyError or TypeError on anything else."""
+        tally = cls(states=Counter({str(k): int(n) for k, n in data["states"].items()}))
+        for name in TALLY_FIELDS[1:]:
+            setattr(tally, name, Counter({int(k): int(n) for k, n in data[name].items()}))
+        return tally
+
+
+TALLY_FIELDS = ("states", "opened", "solicited", "closing", "due", "sent_on", "unsent_opened")
+
 
 def _bump(counter: Counter[Any], key: Any, sign: int) -> None:
     value = counter[key] + sign
@@ -236,6 +251,20 @@ class PartitionStats:
             count += 1
         self._complete.add(partition)
         return count
+
+    def export(self, partition: int) -> list[list[Any]]:
+        """``partition``'s counters, JSON-ready: ``[seller id, marketplace id, tally]`` each (:meth:`restore`)."""
+        return [
+            [seller, marketplace, t.to_json()]
+            for (seller, marketplace), t in self._partitions.get(partition, {}).items()
+        ]
+
+    def restore(self, partition: int, exported: list[list[Any]]) -> None:
+        """Replace ``partition``'s counters with ``exported`` (:meth:`export`), which then count as complete;
+        ValueError, KeyError or TypeError (nothing changed) when it is not an export."""
+        tallies = {(str(seller), str(marketplace)): Tally.from_json(data) for seller, marketplace, data in exported}
+        self._partitions[partition] = tallies
+        self._complete.add(partition)
 
     def drop(self, partitions: Iterable[int]) -> None:
         for partition in partitions:

@@ -166,9 +166,10 @@ async def wait_ready(stack: object, *workers: str, within: float = 60) -> None:
 
 
 async def group_stats(
-    stack: object, monitor: OutcomeMonitor, within: float = 60
+    stack: object, monitor: OutcomeMonitor, within: float = 60, workers: tuple[str, ...] = ("a", "b")
 ) -> tuple[dict[str, Any], Counter[str]]:
-    """/stats of worker a at a moment it agrees with worker b and with the outcomes topic, and the topic's counts.
+    """/stats of the first of ``workers`` at a moment it agrees with the others and with the outcomes topic, and the
+    topic's counts.
 
     Business time runs 43,200 times faster than real time in the demo, so orders keep moving (waiting to eligible
     to sent) after the scenario settled; the counters and the outcomes topic are compared at one quiet moment, the
@@ -177,10 +178,9 @@ async def group_stats(
     deadline = time.monotonic() + within
     while True:
         before = Counter(monitor.view.states.values())
-        a = stack.web("GET", "/stats", "a").json()  # type: ignore[attr-defined]
-        b = stack.web("GET", "/stats", "b").json()  # type: ignore[attr-defined]
+        a, *others = [stack.web("GET", "/stats", w).json() for w in workers]  # type: ignore[attr-defined]
         after = Counter(monitor.view.states.values())
-        same = a["totals"] == b["totals"] and a["sellers"] == b["sellers"]
+        same = all(a["totals"] == b["totals"] and a["sellers"] == b["sellers"] for b in others)
         funnel = a["totals"]["funnel"]
         agrees = before == after and all(funnel.get(state, 0) == n for state, n in after.items())
         if (same and agrees) or time.monotonic() > deadline:
