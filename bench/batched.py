@@ -55,8 +55,8 @@ class RocksStore:
         raw = self.db(partition).get(key.encode())
         return decode_record(raw) if raw is not None else None
 
-    def put(self, record: OrderRecord, partition: int) -> Delivery:
-        key, value = record.key.encode(), encode_record(record)
+    def put(self, record: OrderRecord, partition: int, value: bytes | None = None) -> Delivery:
+        key, value = record.key.encode(), value if value is not None else encode_record(record)
         self.db(partition)[key] = value
         sent: Delivery = self.producer.send_and_wait(self.changelog, value, key=key, partition=partition)
         return sent

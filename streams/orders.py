@@ -78,7 +78,9 @@ class OrderStore(Protocol):
 
     def get(self, key: str, partition: int) -> OrderRecord | None: ...
 
-    def put(self, record: OrderRecord, partition: int) -> Delivery: ...
+    def put(self, record: OrderRecord, partition: int, value: bytes | None = None) -> Delivery:
+        """Write ``record`` (``value``: its :func:`encode_record` bytes, when the caller has them already)."""
+        ...
 
     def delete(self, key: str, partition: int) -> Delivery: ...
 
@@ -101,6 +103,10 @@ class Emitter(Protocol):
         ...
 
 
+HEADER_BYTES = 9
+"""The stored value's prefix before its JSON: :data:`~streams.dueindex.RECORD_V2` and ``be64(next_due)``."""
+
+
 def encode_record(record: OrderRecord) -> bytes:
     """The stored value: ``0x02 ‖ be64(next_due in ms, 0 = none) ‖ JSON``; the prefix lets the due index be rebuilt
     from the table without parsing a single record (:func:`streams.dueindex.rebuild`)."""
@@ -115,7 +121,7 @@ def decode_record(raw: bytes) -> OrderRecord:
 
 def record_json(raw: bytes) -> bytes:
     """The JSON part of a stored value (readers that need a few fields parse only that)."""
-    return raw[9:] if raw[:1] == RECORD_V2 else raw
+    return raw[HEADER_BYTES:] if raw[:1] == RECORD_V2 else raw
 
 
 class TableStore:
@@ -140,8 +146,8 @@ class TableStore:
             log.error("stored record of %s is unreadable (%s); starting it over", key, exc.error_count())
             return None
 
-    def put(self, record: OrderRecord, partition: int) -> Delivery:
-        key, value = record.key.encode(), encode_record(record)
+    def put(self, record: OrderRecord, partition: int, value: bytes | None = None) -> Delivery:
+        key, value = record.key.encode(), value if value is not None else encode_record(record)
         self.index.unseal(partition)  # the partition's checkpoint describes the records before this write
         rocks.put(self.orders, partition, key, value)
         return cast(Delivery, self.orders.send_changelog(partition, key, value))
@@ -199,6 +205,8 @@ class PendingWrite:
     partition: int
     record: OrderRecord | None
     """None: delete the record."""
+    value: bytes | None = None
+    """The record as stored (:func:`encode_record`), serialised once when it was decided (its size was checked)."""
     ready: bool = False
     ack: Callable[[], object] = lambda: None
     """Acknowledges the input that caused the write (set by the agent)."""
@@ -230,8 +238,8 @@ class StagedWrites:
         pending = self._latest.get(key)
         return pending.record if pending is not None else self.store.get(key, partition)
 
-    def stage(self, key: str, partition: int, record: OrderRecord | None) -> PendingWrite:
-        pending = PendingWrite(key, partition, record)
+    def stage(self, key: str, partition: int, record: OrderRecord | None, value: bytes | None = None) -> PendingWrite:
+        pending = PendingWrite(key, partition, record, value)
         self._queue.append(pending)
         self._latest[key] = pending
         return pending
@@ -245,7 +253,7 @@ class StagedWrites:
             if head.record is None:
                 written.append((head, self.store.delete(head.key, head.partition)))
             else:
-                written.append((head, self.store.put(head.record, head.partition)))
+                written.append((head, self.store.put(head.record, head.partition, head.value)))
             if self._latest.get(head.key) is head:
                 del self._latest[head.key]
         return written
@@ -348,25 +356,28 @@ class OrdersProcessor:
         """What the core would decide for ``event`` now, without doing any of it (the API's manual actions)."""
         return self._decide(event, partition)[1]
 
-    def _decide(self, event: Event, partition: int) -> tuple[OrderRecord | None, Decision]:
-        """The pure part: the current record and what the core decides. Raises only for a bug or unreadable data."""
+    def _decide(self, event: Event, partition: int) -> tuple[OrderRecord | None, Decision, bytes | None]:
+        """The pure part: the current record, what the core decides, and the new record as it will be stored (None:
+        nothing to write). Raises only for a bug or unreadable data."""
         before = self.writes.get(event.key, partition)
         policy = Policy(seller=self.policies(event.seller_id) or SellerPolicy(), timing=self.timing)
         decision = apply(before, event, self.clock.now(), policy)
+        value = None
         if decision.record is not None and not decision.delete and decision.changed:
-            size = len(decision.record.model_dump_json())
+            value = encode_record(decision.record)
+            size = len(value) - HEADER_BYTES
             if size > MAX_RECORD_BYTES:
                 raise RecordTooLarge(f"the order record would be {size} bytes, more than {MAX_RECORD_BYTES}")
-        return before, decision
+        return before, decision, value
 
     async def _apply(self, event: Event, partition: int, topic: str, raw: bytes, source: dict[str, str]) -> Handled:
         try:
-            before, decision = self._decide(event, partition)
+            before, decision, value = self._decide(event, partition)
         except Exception as exc:  # deterministic for this record: the same input fails the same way every time
             log.exception("the core could not apply %s record at %s", topic, source)
             reason = f"cannot be applied: {type(exc).__name__}: {exc}"
             return Handled([await self._reject(topic, reason, raw, None, source)])
-        handled = Handled(write=self._stage(event, partition, before, decision))
+        handled = Handled(write=self._stage(event, partition, before, decision, value))
         for command in decision.commands:
             handled.outputs.append(await self.emitter.command(command))
         for changed in decision.events:
@@ -388,14 +399,14 @@ class OrdersProcessor:
         return handled
 
     def _stage(
-        self, event: Event, partition: int, before: OrderRecord | None, decision: Decision
+        self, event: Event, partition: int, before: OrderRecord | None, decision: Decision, value: bytes | None = None
     ) -> PendingWrite | None:
         """Stage the record write; move its due-index entry now (the index is derived, and rebuilt after a crash)."""
         order_key = event.key
         after = None if decision.delete else decision.record
         pending = None
         if decision.delete or (decision.changed and after is not None):
-            pending = self.writes.stage(order_key, partition, after)
+            pending = self.writes.stage(order_key, partition, after, value)
         if pending is not None and self.stats is not None:
             self.stats.move(partition, before, after)
         old_index, new_index = _index_of(before), _index_of(after)

@@ -14,7 +14,7 @@ from statemachine import OrderRecord, OrderState, SellerPolicy, SendCommand, Sen
 from statemachine.events import StateChanged, TimerFired
 from streams.deadletters import DeadLetter
 from streams.dueindex import DueEntry, DueFiring, DueScanner, index_key
-from streams.orders import Handled, OrdersProcessor, partition_for
+from streams.orders import Handled, OrdersProcessor, encode_record, partition_for
 from streams.topics import ORDER_CHANGES, ORDER_EVENTS
 from tests.support.factories import EDD, LDD, ORDER, SELLER, notification_dict
 
@@ -39,8 +39,9 @@ class MemoryStore:
     def get(self, key: str, partition: int) -> OrderRecord | None:
         return self.records.get(key)
 
-    def put(self, record: OrderRecord, partition: int) -> asyncio.Future[None]:
+    def put(self, record: OrderRecord, partition: int, value: bytes | None = None) -> asyncio.Future[None]:
         assert partition == partition_for(record.key.encode(), PARTITIONS)  # a record lives on its key's partition
+        assert value == encode_record(record)  # serialised once, when decided (its size checked), and written as is
         self.records[record.key] = record
         return delivered()
 
