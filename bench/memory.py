@@ -1,7 +1,7 @@
 """Issue 12 P4: a worker's memory with a million tracked orders, its recovery from the changelog and its restart.
 
     .venv/bin/python -m bench.memory [--orders 1000000] [--partitions 12] [--sellers 200] [--restarts 3]
-        [--lookups 20000] [--keep DIR]
+        [--crashes 1] [--lookups 20000] [--keep DIR]
 
 Writes ``--orders`` order records (shipped or waiting, next check 1-30 days ahead, across ``--sellers`` sellers)
 straight into the ``orders`` table's changelog topic of a fresh app id, in the stored format
@@ -11,9 +11,11 @@ straight into the ``orders`` table's changelog topic of a fresh app id, in the s
    recovery of every record from the changelog, the due index and the funnel counters rebuilt;
 2. reads its resident memory (``VmRSS``) once ready and idle, and its peak (``VmHWM``);
 3. stops it (SIGTERM), starts it again on the same data dir and times it until ready again (restart with local
-   state), and reads its memory again; ``--restarts`` times, the median restart counts. After the last restart it
-   reads ``--lookups`` orders through the web API (``GET /orders/...``: point reads, which fill the orders table's
-   block caches as the agent's reads do) and reads its memory once more.
+   state, after a clean shutdown: the due index and counters come from the checkpoints, ``streams/checkpoint.py``),
+   and reads its memory again; ``--restarts`` times, the median restart counts. After the last one it reads
+   ``--lookups`` orders through the web API (``GET /orders/...``: point reads, which fill the orders table's block
+   caches as the agent's reads do) and reads its memory once more. Then ``--crashes`` starts that follow a SIGKILL
+   (no checkpoint: every partition is rebuilt from the table), reported apart.
 
 Prints the figures and their ratios to the targets (RSS <= 300 MiB, restart <= 30 s), with each start's CPU seconds
 and the machine's load average: on a shared machine the wall time also measures the neighbours. Uses
@@ -212,6 +214,8 @@ class Run:
     """Orders read through the web API after the idle reading (each a point read of the orders table)."""
     rss_after_mib: float = 0.0
     """Resident memory after those reads (the orders table's block caches warm)."""
+    kept: int = 0
+    """Partitions whose due index and counters came from the last clean shutdown's checkpoint (not rebuilt)."""
 
 
 def cpu_seconds(pid: int) -> float:
@@ -220,9 +224,11 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def run_worker(env: dict[str, str], port: int, log: Path, timeout: float, lookups: Sequence[str] = ()) -> Run:
+def run_worker(
+    env: dict[str, str], port: int, log: Path, timeout: float, lookups: Sequence[str] = (), *, crash: bool = False
+) -> Run:
     """Start a worker, time it until ready, leave it idle, read its memory; then look ``lookups`` up through the web
-    API and read its memory again; stop it."""
+    API and read its memory again; stop it (SIGTERM, a clean shutdown; ``crash``: SIGKILL)."""
     worker = ChildProcess("worker", solicit_argv("worker"), env, log)
     launched = time.monotonic()
     worker.start()
@@ -234,8 +240,12 @@ def run_worker(env: dict[str, str], port: int, log: Path, timeout: float, lookup
         if lookups:
             run.looked_up = asyncio.run(look_up(port, lookups))
             run.rss_after_mib = memory_mib(worker.pid)[0]
+        run.kept = log.read_text(errors="replace").count("kept from the last clean shutdown")
     finally:
-        worker.stop(timeout=60)
+        if crash:
+            worker.kill()
+        else:
+            worker.stop(timeout=60)
     return run
 
 
@@ -279,18 +289,24 @@ async def prepare(bootstrap: str, prefix: str, app_id: str, partitions: int) -> 
     return changelog
 
 
-def report(orders: int, produced_s: float, fresh: Run, restarts: list[Run]) -> None:
-    """The figures, each restart's, and the verdict (the median restart against the target)."""
+def report(orders: int, produced_s: float, fresh: Run, restarts: list[Run], crashed: list[Run]) -> None:
+    """The figures, each restart's, and the verdict (the median clean restart against the target)."""
     print(f"\nproduced {orders:,} records to the changelog at {orders / produced_s:,.0f}/s\n")
-    print(f"{'start':<28} {'to ready':>9} {'CPU':>8} {'load':>5} {'RSS idle':>9} {'peak RSS':>9}")
-    for name, run in [("fresh data dir (recovery)", fresh), *((f"restart {i + 1}", r) for i, r in enumerate(restarts))]:
+    print(f"{'start':<28} {'to ready':>9} {'CPU':>8} {'load':>5} {'RSS idle':>9} {'peak RSS':>9} {'kept':>5}")
+    starts = [("fresh data dir (recovery)", fresh), *((f"restart {i + 1}", r) for i, r in enumerate(restarts))]
+    starts += [(f"restart after a crash {i + 1}", r) for i, r in enumerate(crashed)]
+    for name, run in starts:
         print(
             f"{name:<28} {run.ready_s:8.1f}s {run.cpu_s:7.1f}s {run.load:5.1f}"
-            f" {run.rss_mib:6.0f}MiB {run.peak_mib:6.0f}MiB"
+            f" {run.rss_mib:6.0f}MiB {run.peak_mib:6.0f}MiB {run.kept:5d}"
         )
+    if crashed:
+        print("\nrestart after a crash (SIGKILL: everything rebuilt from the table), median:", end=" ")
+        print(f"{statistics.median(r.ready_s for r in crashed):.1f} s (not the goal's figure)")
     restart = statistics.median(r.ready_s for r in restarts)
-    rss = max(r.rss_mib for r in [fresh, *restarts])
-    print(f"\nrestart to ready (median): {restart:.1f} s, ratio to the target ({RESTART_TARGET_S:.0f} s):", end=" ")
+    rss = max(r.rss_mib for r in [fresh, *restarts, *crashed])
+    print(f"\nrestart to ready after a clean shutdown (median): {restart:.1f} s,", end=" ")
+    print(f"ratio to the target ({RESTART_TARGET_S:.0f} s):", end=" ")
     print(f"{restart / RESTART_TARGET_S:.2f}")
     print(f"RSS ready and idle (largest): {rss:.0f} MiB, ratio to the target ({RSS_TARGET_MIB:.0f} MiB):", end=" ")
     print(f"{rss / RSS_TARGET_MIB:.2f}")
@@ -326,6 +342,7 @@ def main() -> None:
     parser.add_argument("--sellers", type=int, default=200)
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds a start may take to get ready")
     parser.add_argument("--restarts", type=int, default=3, help="restarts on the same data dir (the median counts)")
+    parser.add_argument("--crashes", type=int, default=1, help="then: killed (SIGKILL) and started again, times")
     parser.add_argument("--lookups", type=int, default=20_000, help="orders read through the web API at the end")
     parser.add_argument("--keep", type=Path, help="keep the workers' state and logs here (default: a temp dir)")
     args = parser.parse_args()
@@ -347,7 +364,14 @@ def measure(bootstrap: str, work: Path, args: argparse.Namespace) -> None:
         lookups = sample if i == args.restarts - 1 and args.lookups else []  # the last one is then read at random
         restarts.append(run_worker(env, port, work / f"worker-restart-{i + 1}.log", args.timeout, lookups))
         print(f"restart {i + 1} ready in {restarts[-1].ready_s:.1f} s, RSS {restarts[-1].rss_mib:.0f} MiB", flush=True)
-    report(args.orders, produced_s, fresh, restarts)
+    crashed = []
+    if args.crashes:  # one more start, killed at its end; then each start after a kill
+        run_worker(env, port, work / "worker-to-crash.log", args.timeout, crash=True)
+        for i in range(args.crashes):
+            last = i == args.crashes - 1
+            crashed.append(run_worker(env, port, work / f"worker-crashed-{i + 1}.log", args.timeout, crash=not last))
+            print(f"restart after a crash {i + 1} ready in {crashed[-1].ready_s:.1f} s", flush=True)
+    report(args.orders, produced_s, fresh, restarts, crashed)
 
 
 if __name__ == "__main__":

@@ -36,6 +36,9 @@ class RunCounters:
     """What the harness did to the run (filled by the chaos driver)."""
 
     kills: int = 0
+    clean_restarts: int = 0
+    kept_partitions: int = 0
+    """Partitions whose due index and counters a restarted worker took from its checkpoint (not rebuilt)."""
     broker_restarts: int = 0
     bridge_kills: int = 0
     unexpected_exits: list[str] = field(default_factory=list)
@@ -102,6 +105,10 @@ class Figures:
             ("orders", f"{self.orders} ({self.eligible} eligible)"),
             ("deliveries", f"{c.sqs_messages} via SQS, {c.direct_records} straight to order-changes (CRC32)"),
             ("worker kills (SIGKILL)", c.kills),
+            (
+                "clean worker restarts (SIGTERM)",
+                f"{c.clean_restarts} ({c.kept_partitions} partitions kept from a checkpoint)",
+            ),
             ("bridge kills (SIGKILL, mid-batch)", c.bridge_kills),
             ("broker restarts", c.broker_restarts),
             ("scripted 429s", c.storm_429s),

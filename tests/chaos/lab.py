@@ -40,6 +40,10 @@ def sqs_client(endpoint: str) -> Any:
     )
 
 
+WORKING = ("rebuilt from the orders table", "kept from the last clean shutdown")
+"""What a worker logs once it owns partitions whose due index is complete (and so has something to checkpoint)."""
+
+
 @dataclass
 class ChaosLab:
     """The stack of one chaos run and the broker under it."""
@@ -86,6 +90,19 @@ class ChaosLab:
         worker.kill()
         self.counters.kills += 1
         self.start_worker(worker_id)
+
+    def restart_worker_cleanly(self, worker_id: str) -> int | None:
+        """SIGTERM one worker, wait for its clean exit (it checkpoints its partitions: streams/checkpoint.py) and start
+        a new process in its place; the old one's exit code."""
+        worker = self.stack.workers[worker_id]
+        deadline = time.monotonic() + 30  # a worker just started has nothing to checkpoint yet: let it work first
+        while time.monotonic() < deadline and not _working(worker):
+            time.sleep(0.5)
+        self._killed.add(worker.pid)  # stopped by us: not an unexpected exit
+        code = worker.stop()
+        self.counters.clean_restarts += 1
+        self.start_worker(worker_id)
+        return code
 
     def kill_bridge_mid_batch(self, timeout: float = 20.0) -> bool:
         """SIGKILL the bridge while it holds an acknowledged, undeleted batch; start a new one. False if none came."""
@@ -219,3 +236,8 @@ class Feeder:
             QueueUrl=self.lab.config.queue_url, AttributeNames=["ApproximateNumberOfMessages"]
         )["Attributes"]
         return int(attributes.get("ApproximateNumberOfMessages", 0))
+
+
+def _working(worker: ChildProcess) -> bool:
+    text = worker.log_path.read_text(errors="replace")
+    return any(mark in text for mark in WORKING)
