@@ -26,6 +26,7 @@ from connectors.clock import Clock
 from connectors.crypto import SecretKeyError, TokenCipher
 from connectors.spapi import AppCredentials, SolicitationsClient
 from statemachine import SellerPolicy, SendCommand, SendResult, SendStarted, StateChanged
+from streams import rocks
 from streams.command_feed import CommandFeed, OffsetTracker
 from streams.deadletters import DeadLetter
 from streams.delivery import OffsetGuard, stop_worker
@@ -401,16 +402,20 @@ def build_topics(
 
 
 def build_table(app: faust.App, settings: Settings) -> TableT[bytes, bytes]:
-    """The ``orders`` table, with modest RocksDB options (the due index is derived from it: ``streams.dueindex``)."""
+    """The ``orders`` table, with modest RocksDB options and one block cache and one memtable budget for all its
+    partitions (:class:`streams.rocks.SharedMemoryOptions`; the due index is derived from it: ``streams.dueindex``)."""
     worker = settings.worker
-    rocks = {
+    options = {
         "write_buffer_size": worker.rocksdb_write_buffer_mb << 20,
         "max_write_buffer_number": 2,
-        "block_cache_size": worker.rocksdb_block_cache_mb << 20,
         "target_file_size_base": 16 << 20,
     }
     partitions = settings.kafka.partitions
-    return app.Table("orders", key_type=bytes, value_type=bytes, partitions=partitions, options=rocks)
+    table = app.Table("orders", key_type=bytes, value_type=bytes, partitions=partitions, options=options)
+    rocks.share_memory(
+        table, block_cache_bytes=worker.rocksdb_block_cache_mb << 20, memtables_bytes=worker.rocksdb_memtables_mb << 20
+    )
+    return table
 
 
 def build_worker(settings: Settings) -> Worker:

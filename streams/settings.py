@@ -132,8 +132,15 @@ class WorkerSettings(BaseModel):
     shutdown_grace: float = Field(
         default=10.0, ge=0, description="Seconds a create call in flight may take to finish when the worker stops."
     )
-    rocksdb_write_buffer_mb: int = Field(default=4, ge=1, description="RocksDB write buffer per table partition.")
-    rocksdb_block_cache_mb: int = Field(default=16, ge=1, description="RocksDB block cache per table partition.")
+    rocksdb_write_buffer_mb: int = Field(
+        default=4, ge=1, description="RocksDB memtable size of one orders table partition (two at most each)."
+    )
+    rocksdb_memtables_mb: int = Field(
+        default=64, ge=1, description="RocksDB memtables of all orders table partitions together (flushed beyond)."
+    )
+    rocksdb_block_cache_mb: int = Field(
+        default=64, ge=1, description="One RocksDB block cache shared by all orders table partitions."
+    )
 
     def state_dir(self) -> Path:
         """This worker's own state directory (RocksDB locks are per directory: never share one)."""
