@@ -27,6 +27,8 @@ class RawDB(Protocol):
 
     def delete(self, key: bytes) -> None: ...
 
+    def write(self, batch: Any) -> None: ...
+
     def iter(self, read_opt: Any) -> Any: ...
 
     def items(self, read_opt: Any = None) -> Any: ...
@@ -56,16 +58,23 @@ def partition_items(table: Any, partition: int) -> Iterator[tuple[bytes, bytes]]
         yield from store.items(read_opt=options)
 
 
+def apply_confirmed(table: Any, partition: int, key: bytes, value: bytes | None, offset: int) -> None:
+    """The changelog confirmed ``key`` = ``value`` (None: deleted) at ``offset``: write it and that offset to the
+    partition's store in one atomic batch, so the store never holds a change the changelog lacks, nor an offset past
+    a change it lacks (Faust's recovery reads the changelog from the stored offset on)."""
+    from rocksdict import WriteBatch
+
+    batch = WriteBatch(raw_mode=True)
+    if value is None:
+        batch.delete(key)
+    else:
+        batch.put(key, value)
+    batch.put(table.data.offset_key, str(offset).encode())
+    partition_store(table, partition).write(batch)
+
+
 def get(table: Any, partition: int, key: bytes) -> bytes | None:
     return partition_store(table, partition).get(key)
-
-
-def put(table: Any, partition: int, key: bytes, value: bytes) -> None:
-    partition_store(table, partition).put(key, value)
-
-
-def delete(table: Any, partition: int, key: bytes) -> None:
-    partition_store(table, partition).delete(key)
 
 
 def scan_from(table: Any, partition: int, start: bytes, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
