@@ -120,11 +120,9 @@ class SharedMemoryOptions:
         self.buffers = WriteBufferManager(memtables_bytes, False)
 
     def open(self, path: Any, *, read_only: bool = False) -> Any:
-        from rocksdict import AccessType, DBPath, Rdict
+        from rocksdict import AccessType, Rdict
 
-        options = self.as_options()
-        options.set_db_paths([DBPath(str(path), self.faust.target_file_size_base)])
-        db = Rdict(str(path), options=options, access_type=AccessType.read_write())
+        db = Rdict(str(path), options=self.as_options(), access_type=AccessType.read_write())
         db.set_read_options(ReadOptions())
         return db
 
